@@ -1,0 +1,177 @@
+"""The HDF5 layout of a prepared dataset, its writer and its one reader.
+
+Layout::
+
+    /                  attrs: format, dataset, variant, frame_unit, frame_step, frame_phase,
+                              frame_name, lowest_key (21), n_keys (88), sources (JSON list of
+                              {"name", "sha256"}), version, command
+    /<split>/rolls     (total frames, 88) uint8, chunked, gzip
+    /<split>/offsets   (n + 1,) int64; sequence i is rolls[offsets[i]:offsets[i + 1]]
+    /<split>/names     (n,) UTF-8 strings
+
+Splits are ``train``, ``valid`` and ``test``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from .midi import LOWEST_KEY, N_KEYS, Grid, grid_from_attrs
+
+FORMAT = "pyro-srnn-pianoroll-1"
+SPLITS = ("train", "valid", "test")
+REQUIRED_ATTRS = ("format", "dataset", "variant", "frame_unit", "frame_step", "frame_phase", "frame_name",
+                  "lowest_key", "n_keys", "sources", "version", "command")
+
+
+class DataFileError(ValueError):
+    """A prepared data file that is missing or does not follow the layout."""
+
+
+@dataclass
+class Split:
+    """The sequences of one split: a flat roll and the boundaries between its sequences."""
+
+    rolls: np.ndarray
+    offsets: np.ndarray
+    names: list
+
+    @classmethod
+    def from_sequences(cls, sequences, names) -> "Split":
+        if len(sequences) != len(names):
+            raise ValueError("one name per sequence")
+        lengths = [len(s) for s in sequences]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        rolls = np.concatenate(sequences).astype(np.uint8) if sequences else np.zeros((0, N_KEYS), np.uint8)
+        return cls(rolls, offsets, list(names))
+
+    def __len__(self):
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i) -> np.ndarray:
+        return self.rolls[self.offsets[i]:self.offsets[i + 1]]
+
+    def sequences(self):
+        return [self[i] for i in range(len(self))]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def write_dataset(path, splits: dict, attrs: dict, force: bool = False):
+    """Write ``splits`` ({name: Split}) to ``path`` through a temporary file and an atomic rename.
+
+    An existing file is kept unless ``force``; an interruption leaves no partial file behind.
+    """
+    path = os.fspath(path)
+    if os.path.exists(path) and not force:
+        raise FileExistsError(f"{path}: exists; pass --force to overwrite it")
+    missing = [k for k in REQUIRED_ATTRS if k not in attrs and k != "format"]
+    if missing:
+        raise ValueError(f"missing attributes: {missing}")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            for key, value in attrs.items():
+                f.attrs[key] = json.dumps(value) if key == "sources" else value
+            for name in SPLITS:
+                split = splits[name]
+                rolls = np.ascontiguousarray(split.rolls, dtype=np.uint8)
+                if rolls.ndim != 2 or rolls.shape[1] != N_KEYS or (rolls > 1).any():
+                    raise ValueError(f"split {name}: rolls must be 0/1 of shape (frames, {N_KEYS})")
+                g = f.create_group(name)
+                g.create_dataset("rolls", data=rolls, chunks=(min(max(len(rolls), 1), 4096), N_KEYS),
+                                 compression="gzip", compression_opts=4, shuffle=True)
+                g.create_dataset("offsets", data=np.asarray(split.offsets, dtype=np.int64))
+                g.create_dataset("names", data=np.array(split.names, dtype=object), dtype=h5py.string_dtype())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class PianoRollFile:
+    """The one reader of prepared datasets. Opening checks the whole layout; reading is lazy per split."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        if not os.path.exists(self.path):
+            raise DataFileError(f"{self.path}: no such file")
+        try:
+            with h5py.File(self.path, "r") as f:
+                self.attrs = self._check(f)
+        except DataFileError:
+            raise
+        except OSError as exc:
+            raise DataFileError(f"{self.path}: not an HDF5 file ({exc})") from None
+        self._cache = {}
+
+    def _check(self, f) -> dict:
+        def bad(problem):
+            return DataFileError(f"{self.path}: {problem}")
+
+        if f.attrs.get("format") != FORMAT:
+            raise bad(f"not a pyro-srnn data file (format attribute {f.attrs.get('format')!r}, expected {FORMAT!r})")
+        missing = [k for k in REQUIRED_ATTRS if k not in f.attrs]
+        if missing:
+            raise bad(f"missing root attributes {missing}")
+        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+        attrs["sources"] = json.loads(attrs["sources"])
+        if attrs["lowest_key"] != LOWEST_KEY or attrs["n_keys"] != N_KEYS:
+            raise bad(f"keys {attrs['lowest_key']}+{attrs['n_keys']}, expected {LOWEST_KEY}+{N_KEYS}")
+        for name in SPLITS:
+            if name not in f or not all(k in f[name] for k in ("rolls", "offsets", "names")):
+                raise bad(f"split {name!r} is missing or lacks rolls/offsets/names")
+            rolls, offsets, names = f[name]["rolls"], f[name]["offsets"][()], f[name]["names"]
+            if rolls.ndim != 2 or rolls.shape[1] != N_KEYS or rolls.dtype != np.uint8:
+                raise bad(f"{name}/rolls has shape {rolls.shape} and dtype {rolls.dtype}, expected (frames, 88) uint8")
+            if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != rolls.shape[0] \
+                    or (np.diff(offsets) <= 0).any():
+                raise bad(f"{name}/offsets are not increasing boundaries from 0 to {rolls.shape[0]}")
+            if names.shape != (len(offsets) - 1,):
+                raise bad(f"{name}/names has {names.shape[0]} entries for {len(offsets) - 1} sequences")
+        return attrs
+
+    @property
+    def grid(self) -> Grid:
+        a = self.attrs
+        return grid_from_attrs(a["frame_unit"], a["frame_step"], a["frame_phase"], a["frame_name"])
+
+    @property
+    def dataset(self) -> str:
+        return self.attrs["dataset"]
+
+    def split(self, name: str) -> Split:
+        if name not in SPLITS:
+            raise DataFileError(f"{self.path}: no split {name!r} (splits are {', '.join(SPLITS)})")
+        if name not in self._cache:
+            with h5py.File(self.path, "r") as f:
+                g = f[name]
+                rolls = g["rolls"][()]
+                if (rolls > 1).any():
+                    raise DataFileError(f"{self.path}: {name}/rolls holds values other than 0 and 1")
+                names = [n.decode() if isinstance(n, bytes) else str(n) for n in g["names"][()]]
+                self._cache[name] = Split(rolls, g["offsets"][()], names)
+        return self._cache[name]
+
+    def summary(self) -> dict:
+        """Per split: sequences, frames, notes per frame, shortest and longest sequence."""
+        out = {}
+        for name in SPLITS:
+            s = self.split(name)
+            lengths = s.lengths
+            out[name] = {
+                "sequences": len(s),
+                "frames": int(lengths.sum()),
+                "notes_per_frame": float(s.rolls.sum() / max(1, len(s.rolls))),
+                "min_length": int(lengths.min()),
+                "max_length": int(lengths.max()),
+            }
+        return out

