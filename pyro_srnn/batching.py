@@ -1,0 +1,94 @@
+"""From piano rolls to batches: TBPTT streams for training (SPEC section 2), length-sorted padded batches
+of full sequences for evaluation."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .model import Batch
+
+
+def make_streams(sequences, n_streams: int) -> np.ndarray:
+    """Concatenate the sequences and cut the result into ``n_streams`` contiguous streams of equal length,
+    (n_streams, L, keys). The last fewer-than-n_streams frames are dropped."""
+    flat = np.concatenate(sequences)
+    length = len(flat) // n_streams
+    if length == 0:
+        raise ValueError(f"{len(flat)} frames cannot fill {n_streams} streams")
+    return flat[: length * n_streams].reshape(n_streams, length, flat.shape[1])
+
+
+def shifted_inputs(x: np.ndarray) -> np.ndarray:
+    """u_t = x_{t-1} along axis 1, u_1 = 0."""
+    u = np.zeros_like(x)
+    u[:, 1:] = x[:, :-1]
+    return u
+
+
+def transpose_keys(rolls: np.ndarray, shifts) -> np.ndarray:
+    """Shift each row of (rows, T, keys) by its number of semitones; keys leaving the range are dropped."""
+    out = np.zeros_like(rolls)
+    keys = rolls.shape[-1]
+    for i, s in enumerate(np.broadcast_to(shifts, (len(rolls),))):
+        s = int(s)
+        if s >= 0:
+            out[i, :, s:] = rolls[i, :, : keys - s]
+        else:
+            out[i, :, : keys + s] = rolls[i, :, -s:]
+    return out
+
+
+def tbptt_chunks(streams: np.ndarray, seq_len: int):
+    """Chunks (x, u, mask) of ``seq_len`` steps: chunk i holds steps [i * seq_len, (i + 1) * seq_len) of every
+    stream, so in the flat order of the reference npz, chunk i * n_streams + s continues chunk (i - 1) * n_streams + s.
+    The last chunk is padded and masked when the stream length is not a multiple of seq_len."""
+    u_all = shifted_inputs(streams)
+    n_streams, length, keys = streams.shape
+    for start in range(0, length, seq_len):
+        x = np.zeros((n_streams, seq_len, keys), dtype=np.float32)
+        u = np.zeros_like(x)
+        mask = np.zeros((n_streams, seq_len), dtype=bool)
+        stop = min(start + seq_len, length)
+        x[:, : stop - start] = streams[:, start:stop]
+        u[:, : stop - start] = u_all[:, start:stop]
+        mask[:, : stop - start] = True
+        yield x, u, mask
+
+
+def n_chunks(stream_length: int, seq_len: int) -> int:
+    return -(-stream_length // seq_len)
+
+
+def padded(sequences, keys: int = 88):
+    """Full sequences as (x, u, mask) arrays padded to the longest, u_1 = 0."""
+    steps = max(len(s) for s in sequences)
+    x = np.zeros((len(sequences), steps, keys), dtype=np.float32)
+    mask = np.zeros((len(sequences), steps), dtype=bool)
+    for i, s in enumerate(sequences):
+        x[i, : len(s)] = s
+        mask[i, : len(s)] = True
+    return x, shifted_inputs(x), mask
+
+
+def length_batches(lengths, max_frames: int):
+    """Indices of sequences grouped by similar length, each group's padded size (count x longest) at most
+    ``max_frames`` (a longer single sequence forms its own group)."""
+    order = np.argsort(lengths, kind="stable")
+    groups, current = [], []
+    for i in order:
+        if current and (len(current) + 1) * lengths[i] > max_frames:
+            groups.append(current)
+            current = []
+        current.append(int(i))
+    if current:
+        groups.append(current)
+    return groups
+
+
+def to_batch(x, u, mask, d0=None, z0=None, d_dim=None, z_dim=None, device="cpu") -> Batch:
+    """numpy arrays to a :class:`Batch` on ``device``; missing initial states are zeros."""
+    n = x.shape[0]
+    d0 = torch.zeros(n, d_dim) if d0 is None else d0
+    z0 = torch.zeros(n, z_dim) if z0 is None else z0
+    return Batch(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(u, dtype=torch.float32),
+                 torch.as_tensor(mask), d0, z0).to(device)

@@ -1,0 +1,79 @@
+"""Every hyperparameter of the SRNN and its training recipe, with the paper's defaults (SPEC sections 1-2)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+PAPER_EPOCHS = 50
+
+
+@dataclass
+class SRNNConfig:
+    # architecture (SPEC section 1)
+    x_dim: int = 88  # piano keys 21..108
+    d: int = 300  # forward GRU state d_t
+    a: int = 300  # backward GRU state a_t
+    z: int = 100  # latent z_t
+    hidden: int = 500  # every MLP's hidden width, and the embedding width
+    filtering: bool = False  # a_t from an MLP of [d_t, e(x_t)] instead of the backward GRU
+    residual: bool = True  # posterior mean = prior mean + MLP output
+    variance_floor: float = 1e-6  # variance = exp(lv) + floor
+
+    # training recipe (SPEC section 2)
+    seq_len: int = 100  # truncated back-propagation chunk
+    batch_size: int = 16  # parallel streams
+    epochs: int = PAPER_EPOCHS
+    lr: float = 1e-3
+    adam_betas: tuple = (0.9, 0.999)
+    adam_eps: float = 1e-4
+    max_grad_norm: float = 1.0  # the gradient is rescaled to this total norm ...
+    grad_clip_value: float = 10.0  # ... then clipped element-wise
+    lr_constant_epochs: float = 20.0  # then lr /= lr_decay every epoch
+    lr_decay: float = 1.2
+    kl_start: float = 0.2  # KL temperature, linear per batch up to 1 over kl_anneal_epochs
+    kl_anneal_epochs: float = 20.0
+    valid_every: int = 2  # epochs between validation ELBOs
+    elbo: str = "trace"  # "trace": Trace_ELBO; "analytic": TraceMeanField_ELBO (the paper's analytic KL)
+    augment_transpose: int = 0  # semitones of random transposition of training chunks (0: off)
+    seed: int = 0
+
+    def __post_init__(self):
+        self.adam_betas = tuple(self.adam_betas)
+        problems = [f"{k} must be positive" for k in ("x_dim", "d", "a", "z", "hidden", "seq_len", "batch_size",
+                                                       "epochs", "valid_every") if getattr(self, k) < 1]
+        if self.lr <= 0:
+            problems.append("lr must be positive")
+        if self.elbo not in ("trace", "analytic"):
+            problems.append(f"elbo must be 'trace' or 'analytic', not {self.elbo!r}")
+        if not 0 < self.kl_start <= 1:
+            problems.append("kl_start must be in (0, 1]")
+        if problems:
+            from .errors import SRNNError
+
+            raise SRNNError("invalid configuration: " + "; ".join(problems))
+
+    # The paper's schedules are for 50 epochs; shorter runs keep their proportions (40% warm-up).
+    @property
+    def schedule_scale(self) -> float:
+        return min(1.0, self.epochs / PAPER_EPOCHS)
+
+    @property
+    def effective_kl_anneal_epochs(self) -> float:
+        return self.kl_anneal_epochs * self.schedule_scale
+
+    @property
+    def effective_lr_constant_epochs(self) -> float:
+        return self.lr_constant_epochs * self.schedule_scale
+
+    ARCHITECTURE = ("x_dim", "d", "a", "z", "hidden", "filtering", "residual", "variance_floor")
+
+    def architecture(self) -> dict:
+        return {k: getattr(self, k) for k in self.ARCHITECTURE}
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SRNNConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,108 @@
+"""ELBO and importance-weighted bounds of full sequences, per sequence (SPEC section 2, test metric).
+
+Both come from one pair of Pyro traces: the guide's, and the model's replayed on the guide's z. The
+ELBO's KL part is either the analytic KL of each z_t given the sampled z_{t-1} (``analytic``, the paper's
+estimator, as TraceMeanField_ELBO) or log q - log p at the sampled z_t (``trace``, as Trace_ELBO); the
+sum over sequences of either is exactly minus the loss the matching Pyro ELBO gives for the same noise.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+from torch.distributions import kl_divergence
+
+from .batching import length_batches, padded, to_batch
+from .model import SRNN, Batch
+
+
+@dataclass
+class SequenceScores:
+    """Per sequence, summed over its frames."""
+
+    elbo: np.ndarray
+    reconstruction: np.ndarray
+    kl: np.ndarray
+    lengths: np.ndarray
+    iwae: np.ndarray | None = None
+
+    def per_frame(self, values=None) -> dict:
+        """The paper's normalisation (mean over sequences of value / frames, with its standard error)
+        and the total-frame normalisation (sum of values / sum of frames)."""
+        values = self.elbo if values is None else values
+        ratios = values / self.lengths
+        stderr = ratios.std(ddof=1) / math.sqrt(len(ratios)) if len(ratios) > 1 else float("nan")
+        return {"per_sequence": float(ratios.mean()), "per_sequence_stderr": float(stderr),
+                "total_frames": float(values.sum() / self.lengths.sum())}
+
+
+def traces(srnn: SRNN, batch: Batch):
+    """The guide's trace and the model's trace replayed on it, with log-probabilities computed."""
+    guide_trace = poutine.trace(srnn.guide).get_trace(batch)
+    model_trace = poutine.trace(poutine.replay(srnn.model, trace=guide_trace)).get_trace(batch)
+    guide_trace.compute_log_prob()
+    model_trace.compute_log_prob()
+    return model_trace, guide_trace
+
+
+def batch_scores(srnn: SRNN, batch: Batch, kl: str = "analytic"):
+    """Per sequence of the batch: (reconstruction, KL, log p(x, z) - log q(z)) for one draw of z."""
+    model_trace, guide_trace = traces(srnn, batch)
+    reconstruction = model_trace.nodes["x"]["log_prob"]
+    kl_total = torch.zeros_like(reconstruction)
+    log_weight = reconstruction.clone()
+    for name, guide_site in guide_trace.nodes.items():
+        if guide_site["type"] != "sample" or site_is_subsample(guide_site):
+            continue
+        model_site = model_trace.nodes[name]
+        log_ratio = guide_site["log_prob"] - model_site["log_prob"]
+        log_weight = log_weight - log_ratio
+        if kl == "analytic":
+            site_kl = kl_divergence(guide_site["fn"], model_site["fn"])
+            site_kl = torch.where(guide_site["mask"], site_kl, torch.zeros_like(site_kl)) \
+                if guide_site["mask"] is not None else site_kl
+            kl_total = kl_total + site_kl * guide_site["scale"]
+        else:
+            kl_total = kl_total + log_ratio
+    return reconstruction, kl_total, log_weight
+
+
+@torch.no_grad()
+def score_sequences(srnn: SRNN, sequences, kl: str = "analytic", samples: int = 1, iwae: int = 0,
+                    max_frames: int = 32_000, device="cpu", on_batch=None) -> SequenceScores:
+    """ELBO (averaged over ``samples`` draws) and, with ``iwae`` = K > 0, the bound
+    log (1/K) sum_k p(x, z_k) / q(z_k | x) of every full sequence, starting from d_0 = 0, z_0 = 0, u_1 = 0."""
+    srnn.eval()
+    lengths = np.array([len(s) for s in sequences])
+    n = len(sequences)
+    elbo, recon, kl_sum = np.zeros(n), np.zeros(n), np.zeros(n)
+    bound = np.zeros(n) if iwae else None
+    for group in length_batches(lengths, max_frames):
+        x, u, mask = padded([sequences[i] for i in group])
+        batch = to_batch(x, u, mask, d_dim=srnn.config.d, z_dim=srnn.config.z, device=device)
+        for _ in range(samples):
+            r, k, _ = batch_scores(srnn, batch, kl)
+            recon[group] += r.cpu().numpy() / samples
+            kl_sum[group] += k.cpu().numpy() / samples
+        if iwae:
+            log_w = torch.stack([batch_scores(srnn, batch, kl)[2] for _ in range(iwae)])
+            bound[group] = (torch.logsumexp(log_w, 0) - math.log(iwae)).cpu().numpy()
+        if on_batch:
+            on_batch(int(mask.sum()))
+    elbo = recon - kl_sum
+    return SequenceScores(elbo, recon, kl_sum, lengths, bound)
+
+
+def elbo_loss(srnn: SRNN, elbo, batch: Batch, kl_scale: float = 1.0, guide=None):
+    """The training objective: minus the ELBO per frame of the batch, as Pyro's ELBO computes it."""
+    return elbo.differentiable_loss(srnn.model, guide or srnn.guide, batch, kl_scale) / batch.frames
+
+
+def make_elbo(kind: str):
+    """'trace': Trace_ELBO (KL by sampling); 'analytic': TraceMeanField_ELBO (analytic KL per step)."""
+    return pyro.infer.TraceMeanField_ELBO() if kind == "analytic" else pyro.infer.Trace_ELBO()

@@ -1,0 +1,231 @@
+"""The SRNN of Fraccaro et al. (2016): its networks, and the Pyro model and guide (SPEC section 1).
+
+    e(v)          = f(W2 f(W1 v + b1) + b2)                       shared embedding of u_t and x_t
+    d_t           = GRU(d_{t-1}, e(u_t))                          deterministic path, u_t = x_{t-1}
+    p(z_t | .)    = N(mu_p, exp(lv_p) + 1e-6), mu_p, lv_p = MLPs([d_t, z_{t-1}])
+    p(x_t | .)    = Bernoulli(sigmoid(MLP([d_t, z_t])))
+    a_t           = backward GRU over [d_t, e(x_t)]                inference path
+    q(z_t | .)    = N(mu_p + dmu_q, exp(lv_q) + 1e-6), dmu_q, lv_q = MLPs([a_t, z_{t-1}])
+    f(x)          = clip(leaky_relu(x, 1/3), -3, 3)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro import poutine
+from torch import nn
+
+from .config import SRNNConfig
+
+
+def clipped_leaky_relu(x: torch.Tensor) -> torch.Tensor:
+    """f(x) = clip(leaky_relu(x, slope 1/3), -3, 3), the paper's nonlinearity."""
+    return torch.clamp(F.leaky_relu(x, 1.0 / 3.0), -3.0, 3.0)
+
+
+@dataclass
+class Batch:
+    """B sequences of T frames. Padding sits at the end of each row and is masked out."""
+
+    x: torch.Tensor  # (B, T, 88) observed frames, float 0/1
+    u: torch.Tensor  # (B, T, 88) inputs: u_t = x_{t-1}
+    mask: torch.Tensor  # (B, T) bool, True on real frames
+    d0: torch.Tensor  # (B, d) initial deterministic state (carried between chunks, else 0)
+    z0: torch.Tensor  # (B, z) initial latent state (carried between chunks, else 0)
+
+    @property
+    def size(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def steps(self) -> int:
+        return self.x.shape[1]
+
+    @property
+    def frames(self) -> torch.Tensor:
+        return self.mask.sum()
+
+    def to(self, device) -> "Batch":
+        return Batch(*(getattr(self, k).to(device) for k in ("x", "u", "mask", "d0", "z0")))
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+def _glorot_normal_(weight: torch.Tensor, fan_in: int, fan_out: int):
+    with torch.no_grad():
+        weight.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)))
+
+
+class Embedding(nn.Module):
+    """The deterministic feature map e(v) = f(W2 f(W1 v + b1) + b2) applied to u_t and to x_t."""
+
+    def __init__(self, x_dim: int, hidden: int):
+        super().__init__()
+        self.layer1 = nn.Linear(x_dim, hidden)
+        self.layer2 = nn.Linear(hidden, hidden)
+
+    def forward(self, v):
+        return clipped_leaky_relu(self.layer2(clipped_leaky_relu(self.layer1(v))))
+
+
+class GaussianMLPs(nn.Module):
+    """Mean and log-variance of a diagonal Gaussian over z_t, each from its own one-hidden-layer MLP of
+    [c_t, z_{t-1}], where c_t is d_t (prior) or a_t (posterior).
+
+    Both MLPs' first layers live in one weight of width 2 * hidden (the same arithmetic as two separate
+    layers), split into its c_t part, applied to all steps before the time loop by :meth:`precompute`, and
+    its z_{t-1} part, applied inside the loop by :meth:`forward`.
+    """
+
+    def __init__(self, c_dim: int, z_dim: int, hidden: int):
+        super().__init__()
+        self.hidden = hidden
+        self.first_c = nn.Linear(c_dim, 2 * hidden)
+        self.first_z = nn.Linear(z_dim, 2 * hidden, bias=False)
+        self.mean_out = nn.Linear(hidden, z_dim)
+        self.logvar_out = nn.Linear(hidden, z_dim)
+        self.fan_in = c_dim + z_dim
+
+    def precompute(self, c: torch.Tensor):
+        """The c_t part of the first layers for every step, as a tuple of T tensors (B, 2 * hidden).
+        unbind, unlike c[:, t] in the loop, has a backward that does not fill a (B, T, width) tensor per step."""
+        return self.first_c(c).unbind(1)
+
+    def forward(self, c_part: torch.Tensor, z_prev: torch.Tensor):
+        h = clipped_leaky_relu(c_part + self.first_z(z_prev))
+        h_mean, h_logvar = h.split(self.hidden, dim=-1)
+        return self.mean_out(h_mean), self.logvar_out(h_logvar)
+
+
+class Emission(nn.Module):
+    """p(x_t | z_t, d_t) = prod_k Bernoulli(sigmoid(MLP([d_t, z_t])_k)); returns the logits."""
+
+    def __init__(self, d_dim: int, z_dim: int, hidden: int, x_dim: int):
+        super().__init__()
+        self.layer1 = nn.Linear(d_dim + z_dim, hidden)
+        self.out = nn.Linear(hidden, x_dim)
+
+    def forward(self, d, z):
+        return self.out(clipped_leaky_relu(self.layer1(torch.cat([d, z], dim=-1))))
+
+
+class FilteringPath(nn.Module):
+    """a_t = MLP([d_t, e(x_t)]): the paper's filtering ablation, which sees no future frames."""
+
+    def __init__(self, in_dim: int, hidden: int, a_dim: int):
+        super().__init__()
+        self.layer1 = nn.Linear(in_dim, hidden)
+        self.out = nn.Linear(hidden, a_dim)
+
+    def forward(self, inputs):
+        return clipped_leaky_relu(self.out(clipped_leaky_relu(self.layer1(inputs))))
+
+
+def reversal_index(mask: torch.Tensor) -> torch.Tensor:
+    """Per row, the time index that reverses the real frames and leaves the padding behind them."""
+    steps = mask.shape[1]
+    t = torch.arange(steps, device=mask.device).expand_as(mask)
+    lengths = mask.sum(1, keepdim=True)
+    return torch.where(t < lengths, lengths - 1 - t, t)
+
+
+def take_steps(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+# ----------------------------------------------------------------------------- the SRNN
+
+
+class SRNN(nn.Module):
+    """The generative model p(x, z | u) and the inference network q(z | x, u), with Pyro's model and guide."""
+
+    def __init__(self, config: SRNNConfig):
+        super().__init__()
+        c = config
+        self.config = c
+        self.embed = Embedding(c.x_dim, c.hidden)
+        self.gru_d = nn.GRU(c.hidden, c.d, batch_first=True)
+        if c.filtering:
+            self.filtering_path = FilteringPath(c.d + c.hidden, c.hidden, c.a)
+        else:
+            self.gru_a = nn.GRU(c.d + c.hidden, c.a, batch_first=True)
+        self.prior = GaussianMLPs(c.d, c.z, c.hidden)
+        self.posterior = GaussianMLPs(c.a, c.z, c.hidden)
+        self.emission = Emission(c.d, c.z, c.hidden, c.x_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """As the reference code: Glorot normal for the MLPs, orthogonal recurrent GRU weights, zero biases."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                _glorot_normal_(module.weight, module.in_features, module.out_features)
+            elif isinstance(module, nn.GRU):
+                width = module.hidden_size
+                for block in module.weight_ih_l0.split(width):
+                    _glorot_normal_(block, module.input_size, width)
+                for block in module.weight_hh_l0.split(width):
+                    nn.init.orthogonal_(block)
+        for module in self.modules():
+            if isinstance(module, GaussianMLPs):  # each MLP's first layer is one layer of fan-in c + z
+                for part in (module.first_c, module.first_z):
+                    for block in part.weight.split(module.hidden):
+                        _glorot_normal_(block, module.fan_in, module.hidden)
+        for name, param in self.named_parameters():
+            if "bias" in name:
+                nn.init.zeros_(param)
+
+    def normal(self, mean, logvar) -> dist.Distribution:
+        """N(mean, diag(exp(logvar) + 1e-6)) over one z_t."""
+        return dist.Normal(mean, (logvar.exp() + self.config.variance_floor).sqrt()).to_event(1)
+
+    def forward_path(self, u, d0):
+        """d_t = GRU(d_{t-1}, e(u_t)) for every step."""
+        d, _ = self.gru_d(self.embed(u), d0.unsqueeze(0).contiguous())
+        return d
+
+    def inference_path(self, d, x, mask):
+        """a_t from a GRU run backwards over [d_t, e(x_t)], over each sequence's own frames only."""
+        inputs = torch.cat([d, self.embed(x)], dim=-1)
+        if self.config.filtering:
+            return self.filtering_path(inputs)
+        index = reversal_index(mask)
+        a_reversed, _ = self.gru_a(take_steps(inputs, index))
+        return take_steps(a_reversed, index)
+
+    def model(self, batch: Batch, kl_scale: float = 1.0):
+        """p(x, z | u) = prod_t p(x_t | z_t, d_t) p(z_t | z_{t-1}, d_t)."""
+        pyro.module("srnn", self)
+        d = self.forward_path(batch.u, batch.d0)
+        prior_d = self.prior.precompute(d)
+        z_prev, zs = batch.z0, []
+        with pyro.plate("sequences", batch.size):
+            for t in pyro.markov(range(batch.steps)):
+                mu_p, lv_p = self.prior(prior_d[t], z_prev)
+                with poutine.scale(scale=kl_scale), poutine.mask(mask=batch.mask[:, t]):  # KL annealing, padding
+                    z_prev = pyro.sample(f"z_{t + 1}", self.normal(mu_p, lv_p))
+                zs.append(z_prev)
+            logits = self.emission(d, torch.stack(zs, dim=1))
+            pyro.sample("x", dist.Bernoulli(logits=logits).mask(batch.mask.unsqueeze(-1)).to_event(2), obs=batch.x)
+
+    def guide(self, batch: Batch, kl_scale: float = 1.0):
+        """q(z | x, u) = prod_t q(z_t | z_{t-1}, a_t). Returns (d_T, z_T), the states a next chunk starts from."""
+        pyro.module("srnn", self)
+        d = self.forward_path(batch.u, batch.d0)
+        a = self.inference_path(d, batch.x, batch.mask)
+        prior_d, posterior_a = self.prior.precompute(d), self.posterior.precompute(a)
+        z_prev = batch.z0
+        with pyro.plate("sequences", batch.size):
+            for t in pyro.markov(range(batch.steps)):
+                mu_p, _ = self.prior(prior_d[t], z_prev)
+                dmu_q, lv_q = self.posterior(posterior_a[t], z_prev)
+                mu_q = mu_p + dmu_q if self.config.residual else dmu_q
+                with poutine.scale(scale=kl_scale), poutine.mask(mask=batch.mask[:, t]):
+                    z_prev = pyro.sample(f"z_{t + 1}", self.normal(mu_q, lv_q))
+        return d[:, -1], z_prev
+
