@@ -14,8 +14,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-console = Console(stderr=True)
-out = Console()
+from pyro_srnn.config import SRNNConfig
+
+DEFAULT = SRNNConfig()  # the paper's hyperparameters: the one source of every default below
+
+# rich wraps at 80 columns when output is not a terminal (logs, CI); tables are wider than that
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+out = Console(width=None if sys.stdout.isatty() else 120)
 
 DATASETS = ("jsb", "nottingham", "muse", "piano", "bach", "merged")
 
@@ -162,6 +167,250 @@ def _print_summary(data):
         table.add_row(split, str(s["sequences"]), str(s["frames"]), f"{s['notes_per_frame']:.2f}",
                       f"{s['min_length']}-{s['max_length']}")
     out.print(table)
+
+
+
+# ----------------------------------------------------------------------------- train
+
+def parse_augment(value):
+    if value is None:
+        return 0
+    kind, _, radius = value.partition(":")
+    if kind != "transpose" or (radius and not radius.isdigit()):
+        raise UserError(f"--augment {value!r}: expected transpose or transpose:R with R a number of semitones")
+    return int(radius) if radius else 6
+
+
+@srnn.command()
+@click.option("--dataset", default="piano", show_default=True, help="Reads data/<dataset>.h5 (see srnn prep).")
+@click.option("--data", "data_file", type=click.Path(), help="A prepared HDF5 file (overrides --dataset).")
+@click.option("--z", type=click.IntRange(min=1), default=DEFAULT.z, show_default=True, help="Latent size z.")
+@click.option("--d", type=click.IntRange(min=1), default=DEFAULT.d, show_default=True, help="Forward GRU size d.")
+@click.option("--a", type=click.IntRange(min=1), default=DEFAULT.a, show_default=True, help="Backward GRU size a.")
+@click.option("--hidden", type=click.IntRange(min=1), default=DEFAULT.hidden, show_default=True,
+              help="MLP hidden width.")
+@click.option("--seq-len", type=click.IntRange(min=1), default=DEFAULT.seq_len, show_default=True,
+              help="Truncated back-propagation length.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT.batch_size, show_default=True,
+              help="Parallel streams.")
+@click.option("--epochs", type=click.IntRange(min=1), default=DEFAULT.epochs, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULT.lr, show_default=True)
+@click.option("--elbo", type=click.Choice(["trace", "analytic"]), default=DEFAULT.elbo, show_default=True,
+              help="trace: Trace_ELBO; analytic: TraceMeanField_ELBO (analytic KL per step, as the paper).")
+@click.option("--filtering", is_flag=True, help="Ablation: a_t from an MLP of [d_t, e(x_t)], no backward GRU.")
+@click.option("--no-residual", is_flag=True, help="Ablation: posterior mean not added to the prior mean.")
+@click.option("--augment", help="transpose[:R]: shift each training stream by a random -R..R semitones per epoch.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", type=int, default=DEFAULT.seed, show_default=True)
+@click.option("--run-dir", type=click.Path(), help="Default: runs/<dataset>-<date-time>/.")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir (or the latest run) from last.pt.")
+@click.pass_context
+@friendly_errors
+def train(ctx, dataset, data_file, z, d, a, hidden, seq_len, batch_size, epochs, lr, elbo, filtering, no_residual,
+          augment, device, seed, run_dir, resume):
+    """Train an SRNN with the paper's recipe; live progress, metrics.jsonl, last.pt and best.pt."""
+    import time
+
+    from data_prep.h5 import PianoRollFile
+    from pyro_srnn.runs import latest_run
+    from pyro_srnn.train import Hooks, Trainer
+
+    options = dict(z=z, d=d, a=a, hidden=hidden, seq_len=seq_len, batch_size=batch_size, epochs=epochs, lr=lr,
+                   elbo=elbo, filtering=filtering, residual=not no_residual, seed=seed,
+                   augment_transpose=parse_augment(augment))
+    if resume and run_dir is None:
+        run_dir = str(latest_run())
+    if resume and (Path(run_dir) / "config.json").is_file():
+        saved = json.loads((Path(run_dir) / "config.json").read_text())
+        given = {k for k in ctx.params if ctx.get_parameter_source(k).name == "COMMANDLINE"}
+        given = {("residual" if k == "no_residual" else "augment_transpose" if k == "augment" else k) for k in given}
+        config = SRNNConfig.from_dict({**saved["config"], **{k: v for k, v in options.items() if k in given}})
+        data_file = data_file or saved["data"]
+    else:
+        config = SRNNConfig(**options)
+    data_file = data_file or os.path.join("data", f"{dataset}.h5")
+    if not Path(data_file).exists():
+        raise UserError(f"{data_file}: no such data file; prepare it with `srnn prep --dataset {dataset}`")
+    data = PianoRollFile(data_file)
+    run_dir = run_dir or os.path.join("runs", f"{data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+    progress = progress_bar("frames", TextColumn("{task.fields[status]}"))
+    state = {}
+
+    def epoch_start(epoch, n_batches):
+        frames = trainer.streams.shape[1] * trainer.streams.shape[0]
+        state["task"] = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=frames, status="")
+
+    def step(frames, m):
+        progress.update(state["task"], advance=frames,
+                        status=f"ELBO {m['elbo']:.3f}  KL {m['kl']:.3f}  T {m['temperature']:.2f}")
+
+    def validation_start(frames):
+        state["valid"] = progress.add_task("  validation", total=frames, status="")
+
+    def validation_step(frames):
+        progress.advance(state["valid"], frames)
+
+    def epoch_end(m):
+        valid = f"  valid {m['valid_elbo']:.3f}" if "valid_elbo" in m else ""
+        progress.console.print(f"epoch {m['epoch']:3d}  ELBO {m['train_elbo']:.4f}  KL {m['train_kl']:.4f}"
+                               f"  lr {m['lr']:.2e}  {m['frames_per_second']:.0f} frames/s{valid}")
+
+    trainer = Trainer(config, data, run_dir, device,
+                      Hooks(epoch_start, step, epoch_end, validation_start, validation_step))
+    trainer.start(resume=resume)
+    console.print(f"run [bold]{run_dir}[/bold]: {data.dataset} ({data.path}), d={config.d} a={config.a} "
+                  f"z={config.z}, {config.epochs} epochs, {config.elbo} ELBO, device {trainer.device}"
+                  + (f", resumed after epoch {trainer.epoch}" if trainer.epoch else ""))
+    with progress:
+        trainer.fit()
+    _print_training_summary(Path(run_dir))
+
+
+def _print_training_summary(run_dir: Path):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    table = Table(title=f"training summary  {run_dir}")
+    for col in ("epoch", "train ELBO", "recon", "KL", "KL temp", "lr", "frames/s", "valid ELBO"):
+        table.add_column(col, justify="right")
+    for m in rows:
+        table.add_row(str(m["epoch"]), f"{m['train_elbo']:.4f}", f"{m['train_reconstruction']:.4f}",
+                      f"{m['train_kl']:.4f}", f"{m['kl_temperature']:.2f}", f"{m['lr']:.2e}",
+                      f"{m['frames_per_second']:.0f}", f"{m['valid_elbo']:.4f}" if "valid_elbo" in m else "")
+    out.print(table)
+    best = max((m["valid_elbo"] for m in rows if "valid_elbo" in m), default=None)
+    if best is not None:
+        out.print(f"best validation ELBO per frame: {best:.4f} (best.pt)")
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+@srnn.command()
+@click.argument("target", required=False, type=click.Path())
+@click.option("--split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True)
+@click.option("--iwae", type=click.IntRange(min=0), default=0, show_default=True,
+              help="K > 0 adds the importance-weighted bound with K samples.")
+@click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Average the ELBO over S draws.")
+@click.option("--elbo", "kl", type=click.Choice(["analytic", "trace"]), default="analytic", show_default=True,
+              help="KL term: analytic per step (the paper) or sampled.")
+@click.option("--data", "data_file", type=click.Path(), help="Data file (default: the one the run trained on).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@friendly_errors
+def evaluate(target, split, iwae, samples, kl, data_file, device, seed, as_json):
+    """ELBO (and IWAE bound) per frame of full sequences, for TARGET: a run directory or checkpoint
+    (default: the most recent run under runs/)."""
+    import time
+
+    import torch
+
+    from data_prep.h5 import PianoRollFile
+    from pyro_srnn.evaluate import score_sequences
+    from pyro_srnn.runs import resolve_checkpoint, run_data_path
+    from pyro_srnn.train import load_checkpoint, model_from_checkpoint, resolve_device
+
+    checkpoint = resolve_checkpoint(target)
+    ckpt = load_checkpoint(checkpoint)
+    data_file = data_file or run_data_path(checkpoint)
+    if data_file is None:
+        raise UserError(f"{checkpoint}: no config.json beside it names the data; pass --data FILE")
+    data = PianoRollFile(data_file)
+    dev = resolve_device(device)
+    srnn = model_from_checkpoint(ckpt, dev)
+    sequences = data.split(split).sequences()
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    with progress_bar("frames") as progress:
+        passes = samples + iwae
+        task = progress.add_task(f"{split} ({len(sequences)} sequences)", total=passes * sum(map(len, sequences)))
+        scores = score_sequences(srnn, sequences, kl=kl, samples=samples, iwae=iwae, device=dev,
+                                 on_batch=lambda frames: progress.advance(task, frames * passes))
+    seconds = time.perf_counter() - started
+    result = {"checkpoint": str(checkpoint), "data": data.path, "split": split, "sequences": len(sequences),
+              "frames": int(scores.lengths.sum()), "kl": kl, "samples": samples, "seconds": seconds,
+              "elbo": scores.per_frame(), "reconstruction": scores.per_frame(scores.reconstruction),
+              "kl_term": scores.per_frame(scores.kl)}
+    if iwae:
+        result["iwae"] = {"k": iwae, **scores.per_frame(scores.iwae)}
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    table = Table(title=f"{data.dataset} {split}: {checkpoint}")
+    for col in ("nats per frame", "per sequence (paper)", "± s.e.", "total frames"):
+        table.add_column(col, justify="right")
+    rows = [("ELBO", result["elbo"]), ("  reconstruction", result["reconstruction"]), ("  KL", result["kl_term"])]
+    if iwae:
+        rows.append((f"IWAE bound, K={iwae}", result["iwae"]))
+    for label, r in rows:
+        table.add_row(label, f"{r['per_sequence']:.4f}", f"{r['per_sequence_stderr']:.4f}", f"{r['total_frames']:.4f}")
+    out.print(table)
+    out.print(f"{len(sequences)} sequences, {result['frames']} frames, {seconds:.1f} s")
+
+
+# ----------------------------------------------------------------------------- sample
+
+
+@srnn.command()
+@click.option("-o", "--output", required=True, type=click.Path(), help="MIDI file to write (with --n K: out-1.mid ...).")
+@click.option("--run", "run_dir", type=click.Path(), help="Run directory (default: the most recent under runs/).")
+@click.option("--checkpoint", type=click.Path(), help="A checkpoint file instead of a run.")
+@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Frames to sample.")
+@click.option("--n", "count", type=click.IntRange(min=1), default=1, show_default=True, help="Number of pieces.")
+@click.option("--prime", type=click.Path(), help="A MIDI file whose opening the samples continue.")
+@click.option("--prime-steps", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Frames of --prime to use.")
+@click.option("--png", type=click.Path(), help="Also draw the piano roll(s) to this PNG file.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@friendly_errors
+def sample(output, run_dir, checkpoint, steps, count, prime, prime_steps, png, seed, device, force):
+    """Sample new music from a trained SRNN and write it as MIDI (and optionally a PNG piano roll)."""
+    import time
+
+    from data_prep.midi import grid_from_attrs, read_midi_roll, roll_to_midi
+    from pyro_srnn.runs import resolve_checkpoint
+    from pyro_srnn.sample import sample_rolls
+    from pyro_srnn.train import load_checkpoint, model_from_checkpoint, resolve_device
+
+    if run_dir and checkpoint:
+        raise UserError("give --run or --checkpoint, not both")
+    output = Path(output)
+    targets = [output] if count == 1 else [output.with_name(f"{output.stem}-{i + 1}{output.suffix}")
+                                           for i in range(count)]
+    for path in targets + ([Path(png)] if png else []):
+        if not path.parent.is_dir():
+            raise UserError(f"{path}: folder {path.parent} does not exist")
+        if path.exists() and not force:
+            raise UserError(f"{path}: exists; pass --force to overwrite it")
+    ckpt_path = resolve_checkpoint(checkpoint or run_dir)
+    ckpt = load_checkpoint(ckpt_path)
+    grid = grid_from_attrs(**ckpt["grid"])
+    primer = read_midi_roll(prime, grid, transpose=0)[:prime_steps] if prime else None
+    srnn = model_from_checkpoint(ckpt, resolve_device(device))
+    started = time.perf_counter()
+    rolls = sample_rolls(srnn, steps, count, primer, seed)
+    seconds = time.perf_counter() - started
+    for roll, path in zip(rolls, targets):
+        roll_to_midi(roll, _tmp(path), grid)
+        os.replace(_tmp(path), path)
+    if png:
+        from pyro_srnn.plot import draw_rolls
+
+        draw_rolls(rolls, _tmp(Path(png)), grid, primed=0 if primer is None else len(primer))
+        os.replace(_tmp(Path(png)), png)
+    for path in targets:
+        out.print(f"wrote {path}")
+    if png:
+        out.print(f"wrote {png}")
+    out.print(f"{count} x {steps} frames from {ckpt_path} ({grid.name} frames) in {seconds:.2f} s, "
+              f"{count * steps / seconds:.0f} frames/s")
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
 
 
 def main():

@@ -1,5 +1,5 @@
-"""The SRNN in Pyro: config, networks, model and guide, batching, training, evaluation, sampling."""
-from .config import SRNNConfig
-from .model import SRNN, Batch
+"""The SRNN in Pyro: config, networks, model and guide, batching, training, evaluation, sampling.
 
-__all__ = ["SRNNConfig", "SRNN", "Batch"]
+Import the modules themselves (``pyro_srnn.model``, ``pyro_srnn.train``, ...); this package file stays
+empty so that the command line starts without loading torch.
+"""

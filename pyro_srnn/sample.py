@@ -1,0 +1,35 @@
+"""Ancestral sampling from a trained SRNN: u_1 = 0 (or the primer's last frame), d_t from the GRU, z_t from
+the prior given z_{t-1} and d_t, x_t from the Bernoulli emission, u_{t+1} = x_t."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .batching import padded, to_batch
+from .model import SRNN
+
+
+@torch.no_grad()
+def sample_rolls(srnn: SRNN, steps: int, n: int = 1, prime: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """``n`` piano rolls (n, len(prime) + steps, 88) as uint8. With a primer, its frames come first: they are
+    run through the model (d from the GRU, z from the guide) and sampling continues from the last state."""
+    srnn.eval()
+    torch.manual_seed(seed)
+    c = srnn.config
+    device = next(srnn.parameters()).device
+    d = torch.zeros(n, c.d, device=device)
+    z = torch.zeros(n, c.z, device=device)
+    u = torch.zeros(n, c.x_dim, device=device)
+    frames = []
+    if prime is not None and len(prime):
+        x, u_prime, mask = padded([prime] * n)
+        d, z = srnn.guide(to_batch(x, u_prime, mask, d_dim=c.d, z_dim=c.z, device=device))
+        u = torch.as_tensor(x[:, -1], device=device)
+        frames.append(torch.as_tensor(x, device=device))
+    for _ in range(steps):
+        d = srnn.gru_d(srnn.embed(u).unsqueeze(1), d.unsqueeze(0))[1][0]
+        mean, logvar = srnn.prior(srnn.prior.first_c(d), z)
+        z = srnn.normal(mean, logvar).sample()
+        u = torch.bernoulli(torch.sigmoid(srnn.emission(d, z)))
+        frames.append(u.unsqueeze(1))
+    return torch.cat(frames, dim=1).to(torch.uint8).cpu().numpy()

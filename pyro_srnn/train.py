@@ -1,0 +1,273 @@
+"""Training: the paper's recipe (SPEC section 2) over a run directory that survives interruption.
+
+A run directory holds ``config.json``, ``metrics.jsonl`` (one line per epoch), ``last.pt`` (after every
+epoch) and ``best.pt`` (best validation ELBO). Checkpoints carry the optimiser and every random state, so a
+resumed run ends with exactly the parameters of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+
+from data_prep.h5 import PianoRollFile
+
+from .batching import make_streams, n_chunks, tbptt_chunks, to_batch, transpose_keys
+from .config import SRNNConfig
+from .errors import SRNNError, TrainingDiverged
+from .evaluate import elbo_loss, make_elbo, score_sequences
+from .model import SRNN
+
+CHECKPOINT_FORMAT = "pyro-srnn-checkpoint-1"
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SRNNError("--device cuda: no CUDA device is available")
+    return torch.device(device)
+
+
+def kl_temperature(config: SRNNConfig, step: int, batches_per_epoch: int) -> float:
+    """Linear per batch from kl_start to 1 over the (scaled) warm-up epochs, then 1."""
+    warmup = config.effective_kl_anneal_epochs * batches_per_epoch
+    if warmup <= 0:
+        return 1.0
+    return min(1.0, config.kl_start + (1.0 - config.kl_start) * step / warmup)
+
+
+def learning_rate(config: SRNNConfig, epoch: int) -> float:
+    """Constant for the (scaled) first epochs, then divided by lr_decay every epoch; ``epoch`` from 0."""
+    decays = max(0, epoch + 1 - math.ceil(config.effective_lr_constant_epochs))
+    return config.lr / config.lr_decay ** decays
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _rng_state(np_rng: np.random.Generator) -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np_rng.bit_generator.state, "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, np_rng: np.random.Generator):
+    torch.set_rng_state(state["torch"])
+    np_rng.bit_generator.state = state["numpy"]
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_save(obj, path: Path):
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SRNNError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise SRNNError(f"{path}: unreadable checkpoint ({exc.__class__.__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise SRNNError(f"{path}: not a pyro-srnn checkpoint")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict, device="cpu") -> SRNN:
+    srnn = SRNN(SRNNConfig.from_dict(ckpt["config"]))
+    srnn.load_state_dict(ckpt["model"])
+    return srnn.to(device)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class Hooks:
+    """What the command line shows while training runs; all optional."""
+
+    epoch_start: callable = None  # (epoch, n_batches)
+    step: callable = None  # (frames, metrics dict)
+    epoch_end: callable = None  # (metrics dict)
+    validation_start: callable = None  # (n_frames)
+    validation_step: callable = None  # (frames)
+
+
+class Trainer:
+    def __init__(self, config: SRNNConfig, data: PianoRollFile, run_dir, device="cpu", hooks: Hooks | None = None):
+        self.config, self.data, self.run_dir = config, data, Path(run_dir)
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.hooks = hooks or Hooks()
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        self.np_rng = np.random.default_rng(config.seed)
+        pyro.clear_param_store()
+        self.srnn = SRNN(config).to(self.device)
+        self.optimizer = torch.optim.Adam(self.srnn.parameters(), lr=config.lr, betas=config.adam_betas,
+                                          eps=config.adam_eps)
+        self.elbo = make_elbo(config.elbo)
+        self.streams = make_streams(data.split("train").sequences(), config.batch_size)
+        self.valid = data.split("valid").sequences()
+        self.batches_per_epoch = n_chunks(self.streams.shape[1], config.seq_len)
+        self.epoch, self.step_count, self.best_valid = 0, 0, -math.inf
+
+    # -- run directory
+
+    def start(self, resume: bool = False):
+        """Create the run directory, or with ``resume`` continue from its last checkpoint."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        config_path, last = self.run_dir / "config.json", self.run_dir / "last.pt"
+        if resume and last.exists():
+            saved = json.loads(config_path.read_text())["config"]
+            if saved != self.config.to_dict():
+                diff = sorted(k for k in saved if saved.get(k) != self.config.to_dict().get(k))
+                raise SRNNError(f"{last}: checkpoint of another configuration (differs in {', '.join(diff)}); "
+                                "resume with the same options or use another --run-dir")
+            ckpt = load_checkpoint(last)
+            self.srnn.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.epoch, self.step_count, self.best_valid = ckpt["epoch"], ckpt["step"], ckpt["best_valid"]
+            _set_rng_state(ckpt["rng"], self.np_rng)
+            self._truncate_metrics(self.epoch)
+            return
+        if last.exists() or config_path.exists():
+            raise SRNNError(f"{self.run_dir}: holds a run already; pass --resume to continue it or choose "
+                            "another --run-dir")
+        config_path.write_text(json.dumps({"config": self.config.to_dict(), "data": self.data.path,
+                                           "dataset": self.data.dataset, "grid": self.data.grid.__dict__,
+                                           "device": str(self.device)}, indent=2))
+        (self.run_dir / "metrics.jsonl").write_text("")
+
+    def _truncate_metrics(self, epochs_done: int):
+        path = self.run_dir / "metrics.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epochs_done]
+        path.write_text("".join(line + "\n" for line in kept))
+
+    def _checkpoint(self, path: Path):
+        atomic_save({"format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "model": self.srnn.state_dict(),
+                     "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "step": self.step_count,
+                     "best_valid": self.best_valid, "rng": _rng_state(self.np_rng),
+                     "dataset": self.data.dataset, "grid": self.data.grid.__dict__}, path)
+
+    # -- training
+
+    def fit(self) -> list:
+        """Train the remaining epochs; returns this call's per-epoch metrics."""
+        history = []
+        while self.epoch < self.config.epochs:
+            metrics = self.train_epoch()
+            self.epoch += 1
+            metrics["epoch"] = self.epoch
+            if self.epoch % self.config.valid_every == 0 or self.epoch == self.config.epochs:
+                metrics["valid_elbo"] = self.validate()
+                if metrics["valid_elbo"] > self.best_valid:
+                    self.best_valid = metrics["valid_elbo"]
+                    self._checkpoint(self.run_dir / "best.pt")
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            self._checkpoint(self.run_dir / "last.pt")
+            history.append(metrics)
+            if self.hooks.epoch_end:
+                self.hooks.epoch_end(metrics)
+        return history
+
+    def epoch_streams(self) -> np.ndarray:
+        """The training streams of this epoch, each transposed by its own random shift when augmenting."""
+        r = self.config.augment_transpose
+        if not r:
+            return self.streams
+        return transpose_keys(self.streams, self.np_rng.integers(-r, r + 1, size=len(self.streams)))
+
+    def train_epoch(self) -> dict:
+        c = self.config
+        self.srnn.train()
+        lr = learning_rate(c, self.epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.hooks.epoch_start:
+            self.hooks.epoch_start(self.epoch, self.batches_per_epoch)
+        d_carry = torch.zeros(c.batch_size, c.d, device=self.device)
+        z_carry = torch.zeros(c.batch_size, c.z, device=self.device)
+        totals = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0, "grad_norm": 0.0, "frames": 0}
+        started = time.perf_counter()
+        for i, (x, u, mask) in enumerate(tbptt_chunks(self.epoch_streams(), c.seq_len)):
+            batch = to_batch(x, u, mask, d_carry, z_carry, device=self.device)
+            temperature = kl_temperature(c, self.step_count, self.batches_per_epoch)
+            loss, reconstruction, (d_carry, z_carry) = self.step(batch, temperature)
+            frames = int(mask.sum())
+            if not (math.isfinite(loss) and math.isfinite(self.last_grad_norm)):
+                raise TrainingDiverged(
+                    f"training diverged: the loss became {loss} (gradient norm {self.last_grad_norm}) at epoch {self.epoch + 1}, step {i + 1}; "
+                    f"{self.run_dir} keeps the checkpoints of epoch {self.epoch}")
+            # loss = -(reconstruction - temperature * KL) per frame
+            kl = (loss * frames + reconstruction) / temperature
+            totals["loss"] += loss * frames
+            totals["reconstruction"] += reconstruction
+            totals["kl"] += kl
+            totals["grad_norm"] += self.last_grad_norm
+            totals["frames"] += frames
+            self.step_count += 1
+            if self.hooks.step:
+                n = totals["frames"]
+                self.hooks.step(frames, {"elbo": (totals["reconstruction"] - totals["kl"]) / n, "kl": totals["kl"] / n,
+                                         "temperature": temperature})
+        seconds = time.perf_counter() - started
+        n = totals["frames"]
+        return {"train_elbo": (totals["reconstruction"] - totals["kl"]) / n,
+                "train_reconstruction": totals["reconstruction"] / n, "train_kl": totals["kl"] / n,
+                "train_loss": totals["loss"] / n, "kl_temperature": temperature, "lr": lr,
+                "grad_norm": totals["grad_norm"] / self.batches_per_epoch, "frames_per_second": n / seconds,
+                "seconds": seconds}
+
+    def step(self, batch, temperature: float):
+        """One SVI step on a chunk: Pyro's ELBO, its gradient rescaled to total norm <= max_grad_norm and
+        clipped element-wise (pyro.optim clips per parameter, so the update is written out here).
+        Returns the loss per frame, the summed reconstruction term and the detached states to carry."""
+        carried = {}
+
+        def guide(*args):
+            carried["states"] = self.srnn.guide(*args)
+
+        model_tracer = poutine.trace(self.srnn.model)
+        loss = elbo_loss(self.srnn, self.elbo, batch, temperature, guide=guide, model=model_tracer)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in self.srnn.parameters() if p.grad is not None]
+        self.last_grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
+        torch.nn.utils.clip_grad_value_(params, self.config.grad_clip_value)
+        if math.isfinite(self.last_grad_norm):
+            self.optimizer.step()
+        x_site = model_tracer.msngr.get_trace().nodes["x"]
+        with torch.no_grad():
+            reconstruction = float(x_site["fn"].log_prob(x_site["value"]).sum())
+        d_last, z_last = carried["states"]
+        return loss.item(), reconstruction, (d_last.detach(), z_last.detach())
+
+    def validate(self) -> float:
+        """Validation ELBO per frame on full sequences, the paper's normalisation."""
+        if self.hooks.validation_start:
+            self.hooks.validation_start(sum(len(s) for s in self.valid))
+        scores = score_sequences(self.srnn, self.valid, kl=self.config.elbo, device=self.device,
+                                 on_batch=self.hooks.validation_step)
+        return scores.per_frame()["per_sequence"]
