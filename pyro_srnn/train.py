@@ -138,7 +138,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         config_path, last = self.run_dir / "config.json", self.run_dir / "last.pt"
         if resume and last.exists():
-            saved = json.loads(config_path.read_text())["config"]
+            saved = SRNNConfig.from_dict(json.loads(config_path.read_text())["config"]).to_dict()
             if saved != self.config.to_dict():
                 diff = sorted(k for k in saved if saved.get(k) != self.config.to_dict().get(k))
                 raise SRNNError(f"{last}: checkpoint of another configuration (differs in {', '.join(diff)}); "
@@ -214,12 +214,16 @@ class Trainer:
         for i, (x, u, mask) in enumerate(tbptt_chunks(self.epoch_streams(), c.seq_len)):
             batch = to_batch(x, u, mask, d_carry, z_carry, device=self.device)
             temperature = kl_temperature(c, self.step_count, self.batches_per_epoch)
-            loss, reconstruction, (d_carry, z_carry) = self.step(batch, temperature)
+            try:
+                loss, reconstruction, (d_carry, z_carry) = self.step(batch, temperature)
+                problem = None if math.isfinite(loss) and math.isfinite(self.last_grad_norm) else \
+                    f"the loss became {loss} (gradient norm {self.last_grad_norm})"
+            except ValueError as exc:  # distribution validation: parameters became NaN or infinite
+                problem = f"a distribution parameter became invalid ({str(exc).splitlines()[0][:120]})"
+            if problem:
+                raise TrainingDiverged(f"training diverged: {problem} at epoch {self.epoch + 1}, step {i + 1}; "
+                                       f"{self.run_dir} keeps the checkpoints of epoch {self.epoch}")
             frames = int(mask.sum())
-            if not (math.isfinite(loss) and math.isfinite(self.last_grad_norm)):
-                raise TrainingDiverged(
-                    f"training diverged: the loss became {loss} (gradient norm {self.last_grad_norm}) at epoch {self.epoch + 1}, step {i + 1}; "
-                    f"{self.run_dir} keeps the checkpoints of epoch {self.epoch}")
             # loss = -(reconstruction - temperature * KL) per frame
             kl = (loss * frames + reconstruction) / temperature
             totals["loss"] += loss * frames

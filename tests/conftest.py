@@ -18,3 +18,21 @@ def random_roll(rng, frames=40, density=0.06):
     roll = (rng.random((frames, 88)) < density).astype(np.uint8)
     roll[-1, 40] = 1  # end on a sounding frame: trailing silence is not part of a piece
     return roll
+
+
+@pytest.fixture(scope="session")
+def bach_file(tmp_path_factory) -> Path:
+    """A small real dataset that needs no network: six chorales per split from music21's corpus."""
+    from data_prep.prep import prepare_bach
+
+    path = tmp_path_factory.mktemp("bach") / "bach.h5"
+    prepare_bach(limit=6).write(path, command="tests")
+    return path
+
+
+def tiny_config(**overrides):
+    from pyro_srnn.config import SRNNConfig
+
+    values = dict(d=6, a=5, z=3, hidden=8, seq_len=20, batch_size=4, epochs=3, valid_every=1, seed=0)
+    values.update(overrides)
+    return SRNNConfig(**values)

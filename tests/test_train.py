@@ -1,0 +1,176 @@
+"""The training recipe: TBPTT chunks and carried states, schedules, learning, exact resume, bad input."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli.main import srnn as srnn_cli
+from data_prep.h5 import PianoRollFile
+from data_prep.sources import read_srnn_npz
+from pyro_srnn.batching import make_streams, tbptt_chunks
+from pyro_srnn.errors import SRNNError
+from pyro_srnn.evaluate import score_sequences
+from pyro_srnn.train import Hooks, Trainer, kl_temperature, learning_rate
+from tests.conftest import tiny_config
+
+
+@pytest.mark.parametrize("name", ["jsb", "piano"])
+def test_chunking_reproduces_reference_npz(source_dir, name):
+    path = source_dir / "srnn_npz" / f"{name}_raw_batchsize16_seqlen100.npz"
+    ref = np.load(path)
+    for split in ("train", "valid"):
+        streams = make_streams(read_srnn_npz(path)[split][0], 16)
+        chunks = list(tbptt_chunks(streams, 100))
+        assert len(chunks) * 16 == len(ref[f"x_{split}"])
+        for i, (x, u, mask) in enumerate(chunks):
+            assert mask.all()
+            np.testing.assert_array_equal(x, ref[f"x_{split}"][i * 16:(i + 1) * 16])
+            ref_u = ref[f"u_{split}"][i * 16:(i + 1) * 16].copy()
+            if i == 0:  # the reference feeds each stream's first frame the end of another stream; we feed 0
+                assert not u[:, 0].any()
+                ref_u[:, 0] = 0
+            np.testing.assert_array_equal(u, ref_u)
+
+
+def test_carried_states_are_the_previous_chunk_of_the_same_stream(bach_file):
+    trainer = Trainer(tiny_config(), PianoRollFile(bach_file), "unused")
+    seen = []
+    original = trainer.step
+
+    def spy(batch, temperature):
+        params = {k: v.clone() for k, v in trainer.srnn.state_dict().items()}
+        loss, recon, carry = original(batch, temperature)
+        seen.append((batch, params, carry))
+        return loss, recon, carry
+
+    trainer.step = spy
+    trainer.train_epoch()
+    assert len(seen) == trainer.batches_per_epoch >= 3
+    assert not seen[0][0].d0.any() and not seen[0][0].z0.any()
+    for (batch, params, carry), (next_batch, _, _) in zip(seen, seen[1:]):
+        assert torch.equal(next_batch.d0, carry[0]) and torch.equal(next_batch.z0, carry[1])
+        current = {k: v.clone() for k, v in trainer.srnn.state_dict().items()}
+        trainer.srnn.load_state_dict(params)  # d_T as the GRU computed it before that step's update
+        with torch.no_grad():
+            d = trainer.srnn.forward_path(batch.u, batch.d0)
+        trainer.srnn.load_state_dict(current)
+        torch.testing.assert_close(carry[0], d[:, -1])
+        # and the stream really continues: chunk i+1's first input is chunk i's last frame
+        assert torch.equal(next_batch.u[:, 0], batch.x[:, -1])
+
+
+def test_schedules_follow_the_paper():
+    paper = tiny_config(epochs=50)
+    assert [learning_rate(paper, e) for e in (0, 19)] == [1e-3, 1e-3]
+    assert learning_rate(paper, 20) == pytest.approx(1e-3 / 1.2)
+    assert learning_rate(paper, 49) == pytest.approx(1e-3 / 1.2 ** 30)
+    assert kl_temperature(paper, 0, 10) == pytest.approx(0.2)
+    assert kl_temperature(paper, 100, 10) == pytest.approx(0.6)  # half of 20 epochs of 10 batches
+    assert kl_temperature(paper, 200, 10) == kl_temperature(paper, 10 ** 6, 10) == 1.0
+    short = tiny_config(epochs=10)  # 40% warm-up kept: 4 epochs
+    assert kl_temperature(short, 20, 10) == pytest.approx(0.6)
+    assert learning_rate(short, 3) == 1e-3 and learning_rate(short, 4) == pytest.approx(1e-3 / 1.2)
+
+
+def test_training_raises_the_validation_elbo(bach_file, tmp_path):
+    data = PianoRollFile(bach_file)
+    trainer = Trainer(tiny_config(epochs=6, d=16, a=16, z=4, hidden=32), data, tmp_path / "run")
+    trainer.start()
+    torch.manual_seed(0)
+    before = score_sequences(trainer.srnn, trainer.valid).per_frame()["per_sequence"]
+    trainer.fit()
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == list(range(1, 7))
+    assert metrics[-1]["valid_elbo"] > before + 5  # nats per frame: from about 88 log 2 to far better
+    assert metrics[-1]["train_elbo"] > metrics[0]["train_elbo"]
+    for key in ("train_reconstruction", "train_kl", "kl_temperature", "lr", "grad_norm", "frames_per_second"):
+        assert all(math.isfinite(m[key]) for m in metrics)
+    assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "last.pt").exists()
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(bach_file, tmp_path):
+    data = PianoRollFile(bach_file)
+    config = tiny_config(epochs=3, augment_transpose=3)
+    full = Trainer(config, data, tmp_path / "full")
+    full.start()
+    full.fit()
+
+    steps = {"n": 0}
+
+    def crash(frames, metrics):
+        steps["n"] += 1
+        if steps["n"] == full.batches_per_epoch + 2:  # in the middle of the second epoch
+            raise Interrupt
+
+    broken = Trainer(config, data, tmp_path / "cut", hooks=Hooks(step=crash))
+    broken.start()
+    with pytest.raises(Interrupt):
+        broken.fit()
+    resumed = Trainer(config, data, tmp_path / "cut")
+    resumed.start(resume=True)
+    assert resumed.epoch == 1
+    resumed.fit()
+    for (name, a), b in zip(full.srnn.state_dict().items(), resumed.srnn.state_dict().values()):
+        assert torch.equal(a, b), name
+    lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
+
+
+def _cli(args, cwd):
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=cwd):
+        return runner.invoke(srnn_cli, args)
+
+
+def test_bad_input_gives_one_line_errors(bach_file, tmp_path):
+    runner = CliRunner()
+    cases = [
+        (["train", "--dataset", "nowhere"], "data/nowhere.h5: no such data file"),
+        (["train", "--data", str(tmp_path / "bad.h5")], "not an HDF5 file"),
+        (["train", "--data", str(bach_file), "--z", "0"], "Invalid value for '--z'"),
+        (["train", "--data", str(bach_file), "--augment", "rotate"], "--augment"),
+    ]
+    (tmp_path / "bad.h5").write_text("nope")
+    for args, message in cases:
+        result = runner.invoke(srnn_cli, args)
+        assert result.exit_code != 0, args
+        assert message in result.output, (args, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_resume_with_another_configuration_is_refused(bach_file, tmp_path):
+    runner = CliRunner()
+    run = str(tmp_path / "run")
+    base = ["train", "--data", str(bach_file), "--d", "6", "--a", "5", "--z", "3", "--hidden", "8",
+            "--epochs", "1", "--seq-len", "20", "--batch-size", "4", "--run-dir", run]
+    first = runner.invoke(srnn_cli, base)
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(srnn_cli, base)
+    assert again.exit_code == 1 and "--resume" in again.output
+    other = runner.invoke(srnn_cli, base[:8] + ["4"] + base[9:] + ["--resume"])  # --z 3 -> --z 4
+    assert other.exit_code == 1 and "another configuration (differs in z)" in other.output
+    (tmp_path / "run" / "last.pt").write_bytes(b"garbage")
+    broken = runner.invoke(srnn_cli, ["evaluate", run + "/last.pt"])
+    assert broken.exit_code == 1 and "unreadable checkpoint" in broken.output
+
+
+def test_nan_loss_stops_with_message_and_keeps_checkpoints(bach_file, tmp_path):
+    data = PianoRollFile(bach_file)
+    trainer = Trainer(tiny_config(epochs=2), data, tmp_path / "run")
+    trainer.start()
+    trainer.config.epochs = 1
+    trainer.fit()
+    trainer.config.epochs = 2
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    with torch.no_grad():
+        trainer.srnn.emission.out.bias.fill_(float("nan"))
+    with pytest.raises(SRNNError, match=r"diverged.*epoch 2, step 1"):
+        trainer.fit()
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before
