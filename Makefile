@@ -20,6 +20,7 @@ $(STAMP): setup.py
 run: install
 	test -f data/bach.h5 || $(BIN)/srnn prep --dataset bach
 	$(BIN)/srnn train --dataset bach --d 30 --a 30 --z 10 --epochs 5 --run-dir runs/bach-demo --resume
+	mkdir -p out
 	$(BIN)/srnn sample --run runs/bach-demo -o out/bach-demo.mid --png out/bach-demo.png --force
 
 test: install

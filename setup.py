@@ -4,7 +4,7 @@ setup(
     name="pyro-srnn",
     version="0.1.0",
     description="Stochastic Recurrent Neural Networks (Fraccaro et al., NIPS 2016) for polyphonic music, in Pyro",
-    packages=find_packages(include=["pyro_srnn", "pyro_srnn.*", "cli", "cli.*", "data_prep", "data_prep.*"]),
+    packages=find_packages(include=["pyro_srnn", "pyro_srnn.*", "cli", "cli.*", "data_prep", "data_prep.*", "benchmarks"]),
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1",  # the Makefile pins torch==2.13.0, which installs from local disk here

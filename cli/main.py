@@ -413,6 +413,95 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
 
 
+# ----------------------------------------------------------------------------- sweep
+
+
+@srnn.command()
+@click.option("--dataset", default="piano", show_default=True, help="Reads data/<dataset>.h5.")
+@click.option("--data", "data_file", type=click.Path(), help="A prepared HDF5 file (overrides --dataset).")
+@click.option("--grid", required=True, help='Values per option of srnn train, e.g. "a=30,300 d=30,300 z=10,100 seq-len=50,100".')
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Runs in parallel on this machine.")
+@click.option("--shard", help="i/n: train only configurations i, i+n, i+2n, ... (one shard per machine).")
+@click.option("--out", "out_dir", type=click.Path(), help="Sweep folder (default: sweeps/<dataset>/).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@friendly_errors
+def sweep(dataset, data_file, grid, epochs, jobs, shard, out_dir, device):
+    """Train every configuration of a grid (skipping finished ones), then write results.md and results.csv
+    with validation and test ELBO per configuration, best first."""
+    from pyro_srnn.sweep import collect_results, parse_grid, parse_shard, results_tables, run_sweep
+    from pyro_srnn.train import resolve_device
+
+    data_file = data_file or os.path.join("data", f"{dataset}.h5")
+    if not Path(data_file).exists():
+        raise UserError(f"{data_file}: no such data file; prepare it with `srnn prep --dataset {dataset}`")
+    out_dir = Path(out_dir or os.path.join("sweeps", Path(data_file).stem))
+    points = parse_grid(grid)
+    part = parse_shard(shard)
+    mine = len(points[part[0]::part[1]])
+    console.print(f"{len(points)} configurations, {mine} in this shard, {epochs} epochs each, {jobs} at a time, "
+                  f"into {out_dir}/")
+    with progress_bar("runs") as progress:
+        task = progress.add_task("sweep", total=mine)
+
+        def event(kind, point):
+            progress.console.print(f"{kind:8s} {' '.join(f'{k}={v}' for k, v in point.items())}")
+            progress.advance(task)
+
+        outcomes = run_sweep(data_file, grid, epochs, out_dir, jobs, part,
+                             extra=("--device", device), on_event=event)
+    failed = [p for p, code in outcomes if code]
+    rows = collect_results(out_dir, data_file, epochs, resolve_device(device))
+    md, csv_text = results_tables(rows)
+    (out_dir / "results.md").write_text(md)
+    (out_dir / "results.csv").write_text(csv_text)
+    out.print(md)
+    out.print(f"wrote {out_dir / 'results.md'} and {out_dir / 'results.csv'} ({len(rows)} finished runs)")
+    if failed:
+        raise UserError(f"{len(failed)} run(s) failed; see train.log in their run directories under {out_dir}")
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+@srnn.command()
+@click.option("--size", type=click.Choice(["paper", "small"]), default="paper", show_default=True,
+              help="paper: d=a=300, z=100; small: d=a=30, z=10 (MLPs 500 wide in both).")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Interleaved repeats.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@friendly_errors
+def bench(size, repeats, device, as_json):
+    """Speed of a training step (ours and a naive Pyro SRNN), evaluation and sampling, in one run."""
+    from pyro_srnn.bench import run_benchmark
+    from pyro_srnn.train import resolve_device
+
+    with console.status(f"benchmarking at {size} size ({repeats} interleaved repeats)"):
+        r = run_benchmark(size, repeats, resolve_device(device))
+    if as_json:
+        out.print_json(json.dumps(r))
+        return
+    table = Table(title=f"{size} size, batch 16 x 100, torch {r['torch']}, {r['threads']} threads, {r['device']}")
+    for col in ("step (median)", "seconds", "GFLOP/s", "of matmul peak"):
+        table.add_column(col, justify="right")
+    for name, seconds in r["step_seconds"].items():
+        table.add_row(name, f"{seconds:.3f}", f"{r['achieved_gflops'][name]:.1f}",
+                      f"{100 * r['fraction_of_matmul_peak'][name]:.1f}%")
+    out.print(table)
+    parts = Table(title="where a step's time goes (forward + backward, medians)")
+    parts.add_column("part")
+    parts.add_column("seconds", justify="right")
+    for name, seconds in r["breakdown_seconds"].items():
+        parts.add_row(name, f"{seconds:.3f}")
+    out.print(parts)
+    out.print(f"one step: {r['step_gflop']:.1f} GFLOP; fp32 matmul (2048x2048): {r['matmul_gflops']:.0f} GFLOP/s")
+    out.print(f"speed-up over the naive Pyro SRNN: trace {r['speedup_trace']:.2f}x, "
+              f"analytic {r['speedup_analytic']:.2f}x")
+    out.print(f"evaluation {r['eval_frames_per_second']:.0f} frames/s, sampling {r['sample_frames_per_second']:.0f} "
+              "frames/s" + (f", peak memory of a step {r['peak_step_memory_mb']:.0f} MB"
+                            if "peak_step_memory_mb" in r else ""))
+
+
 def main():
     srnn(prog_name="srnn")
 

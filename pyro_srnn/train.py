@@ -102,6 +102,36 @@ def model_from_checkpoint(ckpt: dict, device="cpu") -> SRNN:
 # ----------------------------------------------------------------------------- the loop
 
 
+def svi_step(srnn: SRNN, elbo, optimizer, config: SRNNConfig, batch, temperature: float = 1.0):
+    """One SVI step on a chunk: Pyro's ELBO, its gradient rescaled to total norm <= max_grad_norm and
+    clipped element-wise (pyro.optim clips per parameter, so the update is written out here); no update
+    when the gradient is not finite. Returns the loss per frame, the summed reconstruction term, the
+    detached states (d_T, z_T) to carry, and the gradient norm before rescaling."""
+    carried = {}
+
+    def guide(*args):
+        carried["states"] = srnn.guide(*args)
+
+    model_tracer = poutine.trace(srnn.model)  # to read the reconstruction term back from the x site
+    loss = elbo_loss(srnn, elbo, batch, temperature, guide=guide, model=model_tracer)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for p in srnn.parameters() if p.grad is not None]
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
+    torch.nn.utils.clip_grad_value_(params, config.grad_clip_value)
+    if math.isfinite(grad_norm):
+        optimizer.step()
+    x_site = model_tracer.msngr.get_trace().nodes["x"]
+    with torch.no_grad():
+        reconstruction = float(x_site["fn"].log_prob(x_site["value"]).sum())
+    d_last, z_last = carried["states"]
+    return loss.item(), reconstruction, (d_last.detach(), z_last.detach()), grad_norm
+
+
+def make_optimizer(srnn: SRNN, config: SRNNConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(srnn.parameters(), lr=config.lr, betas=config.adam_betas, eps=config.adam_eps)
+
+
 @dataclass
 class Hooks:
     """What the command line shows while training runs; all optional."""
@@ -123,8 +153,7 @@ class Trainer:
         self.np_rng = np.random.default_rng(config.seed)
         pyro.clear_param_store()
         self.srnn = SRNN(config).to(self.device)
-        self.optimizer = torch.optim.Adam(self.srnn.parameters(), lr=config.lr, betas=config.adam_betas,
-                                          eps=config.adam_eps)
+        self.optimizer = make_optimizer(self.srnn, config)
         self.elbo = make_elbo(config.elbo)
         self.streams = make_streams(data.split("train").sequences(), config.batch_size)
         self.valid = data.split("valid").sequences()
@@ -245,28 +274,9 @@ class Trainer:
                 "seconds": seconds}
 
     def step(self, batch, temperature: float):
-        """One SVI step on a chunk: Pyro's ELBO, its gradient rescaled to total norm <= max_grad_norm and
-        clipped element-wise (pyro.optim clips per parameter, so the update is written out here).
-        Returns the loss per frame, the summed reconstruction term and the detached states to carry."""
-        carried = {}
-
-        def guide(*args):
-            carried["states"] = self.srnn.guide(*args)
-
-        model_tracer = poutine.trace(self.srnn.model)
-        loss = elbo_loss(self.srnn, self.elbo, batch, temperature, guide=guide, model=model_tracer)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [p for p in self.srnn.parameters() if p.grad is not None]
-        self.last_grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
-        torch.nn.utils.clip_grad_value_(params, self.config.grad_clip_value)
-        if math.isfinite(self.last_grad_norm):
-            self.optimizer.step()
-        x_site = model_tracer.msngr.get_trace().nodes["x"]
-        with torch.no_grad():
-            reconstruction = float(x_site["fn"].log_prob(x_site["value"]).sum())
-        d_last, z_last = carried["states"]
-        return loss.item(), reconstruction, (d_last.detach(), z_last.detach())
+        loss, reconstruction, states, self.last_grad_norm = svi_step(self.srnn, self.elbo, self.optimizer,
+                                                                    self.config, batch, temperature)
+        return loss, reconstruction, states
 
     def validate(self) -> float:
         """Validation ELBO per frame on full sequences, the paper's normalisation."""

@@ -1,0 +1,186 @@
+"""The speed benchmark behind ``srnn bench``: every figure measured in one process, repeats interleaved,
+medians quoted (the machines are shared and noisy, so only ratios from one run are compared)."""
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyro
+import torch
+
+from .batching import padded, shifted_inputs, to_batch
+from .config import SRNNConfig
+from .evaluate import elbo_loss, make_elbo, score_sequences
+from .model import SRNN, clipped_leaky_relu
+from .sample import sample_rolls
+from .train import make_optimizer, svi_step
+
+SIZES = {"paper": dict(d=300, a=300, z=100, hidden=500), "small": dict(d=30, a=30, z=10, hidden=500)}
+BATCH, STEPS, KEYS_ON = 16, 100, 4
+
+
+def step_flops(config: SRNNConfig, frames: int) -> float:
+    """FLOPs of one training step: every network once per frame, 2 FLOPs per multiply-add, backward = 2x forward."""
+    c = config
+    x, h, d, a, z = c.x_dim, c.hidden, c.d, c.a, c.z
+    macs = 2 * (x * h + h * h)  # the embedding of u_t and of x_t
+    macs += 3 * (h * d + d * d)  # forward GRU
+    macs += 3 * ((d + h) * a + a * a) if not c.filtering else (d + h) * h + h * a
+    macs += 2 * ((d + z) * h + h * z)  # prior mean and log-variance MLPs
+    macs += 2 * ((a + z) * h + h * z)  # posterior MLPs
+    macs += (d + z) * h + h * x  # emission
+    return 2 * macs * 3 * frames
+
+
+def synthetic_batch(config: SRNNConfig, seed=0):
+    """B x T frames with about KEYS_ON keys on per frame."""
+    rng = np.random.default_rng(seed)
+    x = (rng.random((BATCH, STEPS, config.x_dim)) < KEYS_ON / config.x_dim).astype(np.float32)
+    return to_batch(x, shifted_inputs(x), np.ones((BATCH, STEPS), bool), d_dim=config.d, z_dim=config.z)
+
+
+def matmul_rate(n=2048) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    started = time.perf_counter()
+    torch.mm(a, b)
+    return 2 * n ** 3 / (time.perf_counter() - started)
+
+
+def interleaved(candidates: dict, repeats: int) -> dict:
+    """Median seconds of each candidate, run round-robin so that machine noise hits all alike."""
+    for fn in candidates.values():  # warm-up
+        fn()
+    times = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            started = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def hand_coded_loss(srnn: SRNN, batch, kl_scale=1.0):
+    """The same ELBO (analytic KL) in plain PyTorch, no Pyro: what the networks alone cost."""
+    c = srnn.config
+    d = srnn.forward_path(batch.u, batch.d0)
+    a = srnn.inference_path(d, batch.x, batch.mask)
+    prior_d, posterior_a = srnn.prior.precompute(d), srnn.posterior.precompute(a)
+    z, zs, kl = batch.z0, [], 0.0
+    for t in range(batch.steps):
+        mu_p, lv_p = srnn.prior(prior_d[t], z)
+        dmu_q, lv_q = srnn.posterior(posterior_a[t], z)
+        var_p, var_q = lv_p.exp() + c.variance_floor, lv_q.exp() + c.variance_floor
+        z = mu_p + dmu_q + var_q.sqrt() * torch.randn_like(mu_p)
+        kl = kl + 0.5 * ((var_p / var_q).log() + (var_q + dmu_q ** 2) / var_p - 1).sum()
+        zs.append(z)
+    logits = srnn.emission(d, torch.stack(zs, 1))
+    log_px = -torch.nn.functional.binary_cross_entropy_with_logits(logits, batch.x, reduction="sum")
+    return -(log_px - kl_scale * kl) / batch.frames
+
+
+def breakdown(srnn: SRNN, batch, repeats: int) -> dict:
+    """Forward + backward seconds of the parts of a step."""
+    d = srnn.forward_path(batch.u, batch.d0).detach()
+    inputs = torch.cat([d, srnn.embed(batch.x)], -1).detach()
+
+    def run(loss_fn):
+        def fn():
+            srnn.zero_grad(set_to_none=True)
+            loss_fn().backward()
+        return fn
+
+    def gru_d():
+        return srnn.gru_d(torch.randn(batch.size, batch.steps, srnn.config.hidden))[0].sum()
+
+    def gru_a():
+        return srnn.gru_a(inputs)[0].sum() if not srnn.config.filtering else srnn.filtering_path(inputs).sum()
+
+    def hoisted():  # the two embeddings, the c_t parts of the first layers and the emission, over all steps
+        e = srnn.embed(batch.u).sum() + srnn.embed(batch.x).sum()
+        pre = torch.stack(srnn.prior.precompute(d), 1).sum() + torch.stack(srnn.posterior.precompute(d), 1).sum()
+        return e + pre + srnn.emission(d, torch.zeros(batch.size, batch.steps, srnn.config.z)).sum()
+
+    return interleaved({"forward GRU": run(gru_d), "backward GRU": run(gru_a), "hoisted layers": run(hoisted),
+                        "hand-coded step (no Pyro)": run(lambda: hand_coded_loss(srnn, batch))}, repeats)
+
+
+def peak_memory_mb(size: str) -> float:
+    """Peak resident memory added by one training step, measured in a fresh process."""
+    code = (
+        "import resource, torch, pyro\n"
+        "from pyro_srnn.bench import SIZES, synthetic_batch\n"
+        "from pyro_srnn.config import SRNNConfig\nfrom pyro_srnn.model import SRNN\n"
+        "from pyro_srnn.train import make_optimizer, svi_step\nfrom pyro_srnn.evaluate import make_elbo\n"
+        f"c = SRNNConfig(**SIZES[{size!r}]); s = SRNN(c); b = synthetic_batch(c); o = make_optimizer(s, c)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "svi_step(s, make_elbo('trace'), o, c, b)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") -> dict:
+    from benchmarks.naive_srnn import NaiveSRNN
+
+    torch.manual_seed(0)
+    config = SRNNConfig(**SIZES[size])
+    srnn = SRNN(config).to(device)
+    batch = synthetic_batch(config).to(device)
+    optimizer = make_optimizer(srnn, config)
+    naive = NaiveSRNN(srnn)
+
+    def ours(kind):
+        elbo = make_elbo(kind)
+        return lambda: svi_step(srnn, elbo, optimizer, config, batch)
+
+    def baseline(kind):
+        elbo = make_elbo(kind)
+
+        def fn():
+            with pyro.validation_enabled(True):
+                loss = elbo_loss(srnn, elbo, batch, model=naive.model, guide=naive.guide)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(srnn.parameters(), config.max_grad_norm)
+            optimizer.step()
+        return fn
+
+    steps = interleaved({"ours trace": ours("trace"), "ours analytic": ours("analytic"),
+                         "naive trace": baseline("trace"), "naive analytic": baseline("analytic")}, repeats)
+    rate = statistics.median(matmul_rate() for _ in range(5))
+    flops = step_flops(config, BATCH * STEPS)
+    parts = breakdown(srnn, batch, repeats)
+
+    rng = np.random.default_rng(1)
+    sequences = [(rng.random((400, 88)) < KEYS_ON / 88).astype(np.uint8) for _ in range(8)]
+    started = time.perf_counter()
+    score_sequences(srnn, sequences, device=device)
+    eval_fps = 8 * 400 / (time.perf_counter() - started)
+    started = time.perf_counter()
+    sample_rolls(srnn, 200, 16)
+    sample_fps = 16 * 200 / (time.perf_counter() - started)
+
+    result = {
+        "size": size, "config": SIZES[size], "batch": [BATCH, STEPS], "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "device": str(device),
+        "step_seconds": steps, "matmul_gflops": rate / 1e9, "step_gflop": flops / 1e9,
+        "breakdown_seconds": parts,
+        "speedup_trace": steps["naive trace"] / steps["ours trace"],
+        "speedup_analytic": steps["naive analytic"] / steps["ours analytic"],
+        "achieved_gflops": {k: flops / v / 1e9 for k, v in steps.items()},
+        "fraction_of_matmul_peak": {k: flops / v / rate for k, v in steps.items()},
+        "eval_frames_per_second": eval_fps, "sample_frames_per_second": sample_fps,
+    }
+    if device == "cpu":
+        result["peak_step_memory_mb"] = peak_memory_mb(size)
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_benchmark(sys.argv[1] if len(sys.argv) > 1 else "paper"), indent=2))

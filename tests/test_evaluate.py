@@ -1,0 +1,119 @@
+"""srnn evaluate: exact likelihood when z is idle, IWAE >= ELBO and growing in K, normalisations, padding."""
+import json
+import math
+
+import numpy as np
+import pyro.distributions as dist
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli.main import srnn as srnn_cli
+from data_prep.h5 import PianoRollFile
+from pyro_srnn.evaluate import SequenceScores, score_sequences
+from pyro_srnn.model import SRNN
+from pyro_srnn.train import Trainer
+from tests.conftest import random_roll, tiny_config
+from tests.test_model import hand_gru, randomised, f
+
+
+def exact_log_likelihood(srnn, x):
+    """log p(x) of the deterministic model left when the emission ignores z: sum_t log Bernoulli(x_t | d_t)."""
+    P = {k: v.detach().double() for k, v in srnn.named_parameters()}
+    x = torch.as_tensor(x, dtype=torch.float64)
+    u = torch.cat([torch.zeros(1, 88, dtype=torch.float64), x[:-1]])
+    embed = lambda v: f(P["embed.layer2.weight"] @ f(P["embed.layer1.weight"] @ v + P["embed.layer1.bias"])  # noqa
+                        + P["embed.layer2.bias"])
+    d = hand_gru([embed(v) for v in u], torch.zeros(srnn.config.d, dtype=torch.float64), P["gru_d.weight_ih_l0"],
+                 P["gru_d.weight_hh_l0"], P["gru_d.bias_ih_l0"], P["gru_d.bias_hh_l0"])
+    total = 0.0
+    w1 = P["emission.layer1.weight"][:, : srnn.config.d]
+    for t in range(len(x)):
+        logits = P["emission.out.weight"] @ f(w1 @ d[t] + P["emission.layer1.bias"]) + P["emission.out.bias"]
+        total += float(torch.sum(x[t] * torch.nn.functional.logsigmoid(logits)
+                                 + (1 - x[t]) * torch.nn.functional.logsigmoid(-logits)))
+    return total
+
+
+def idle_latent_model():
+    """The emission ignores z and q equals the prior exactly, so no bound has slack."""
+    torch.manual_seed(0)
+    srnn = randomised(SRNN(tiny_config()))
+    with torch.no_grad():
+        srnn.emission.layer1.weight[:, srnn.config.d:] = 0  # emission weights on z
+        for gaussian in (srnn.prior, srnn.posterior):
+            gaussian.mean_out.weight.zero_()
+            gaussian.logvar_out.weight.zero_()
+            gaussian.logvar_out.bias.fill_(-0.7)
+        srnn.posterior.mean_out.bias.zero_()  # residual mean: q's mean = the prior's
+    return srnn
+
+
+def test_elbo_and_iwae_equal_exact_likelihood_when_z_is_idle():
+    srnn = idle_latent_model()
+    rng = np.random.default_rng(0)
+    seqs = [random_roll(rng, n, 0.1) for n in (5, 9, 3)]
+    scores = score_sequences(srnn, seqs, kl="trace", iwae=3)
+    exact = np.array([exact_log_likelihood(srnn, s) for s in seqs])
+    np.testing.assert_allclose(scores.elbo, exact, rtol=1e-5)
+    np.testing.assert_allclose(scores.iwae, exact, rtol=1e-5)
+    np.testing.assert_allclose(scores.kl, 0, atol=1e-4)
+    analytic = score_sequences(srnn, seqs, kl="analytic")
+    np.testing.assert_allclose(analytic.elbo, exact, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def trained(bach_file, tmp_path_factory):
+    trainer = Trainer(tiny_config(epochs=4, d=16, a=16, z=4, hidden=32), PianoRollFile(bach_file),
+                      tmp_path_factory.mktemp("run") / "run")
+    trainer.start()
+    trainer.fit()
+    return trainer
+
+
+def test_iwae_bound_above_elbo_and_growing_with_k(trained):
+    seqs = [s[:24] for s in trained.valid]
+    torch.manual_seed(0)
+    means, stderrs = [], []
+    for k in (1, 8, 64):
+        scores = score_sequences(trained.srnn, seqs * 4, kl="trace", iwae=k)
+        means.append(scores.iwae.mean())
+        stderrs.append(scores.iwae.std() / math.sqrt(len(scores.iwae)))
+        if k == 1:  # K = 1 is the ELBO itself
+            elbo = score_sequences(trained.srnn, seqs * 4, kl="analytic", samples=8).elbo.mean()
+            assert abs(means[0] - elbo) < 4 * stderrs[0] + 0.05
+    assert means[0] < means[1] < means[2]
+
+
+def test_two_normalisations_follow_their_definitions():
+    scores = SequenceScores(elbo=np.array([-20.0, -90.0]), reconstruction=np.array([-18.0, -80.0]),
+                            kl=np.array([2.0, 10.0]), lengths=np.array([10, 30]))
+    r = scores.per_frame()
+    assert r["per_sequence"] == pytest.approx((-2.0 - 3.0) / 2)  # the paper: mean of per-sequence ratios
+    assert r["total_frames"] == pytest.approx(-110.0 / 40)  # other papers: total over total
+    assert r["per_sequence_stderr"] == pytest.approx(np.std([-2.0, -3.0], ddof=1) / math.sqrt(2))
+
+
+def test_padding_does_not_change_a_sequence(monkeypatch):
+    # z at the posterior mean makes every score a deterministic function of the sequence
+    monkeypatch.setattr(dist.Normal, "rsample", lambda self, sample_shape=torch.Size(): self.loc.expand(
+        torch.Size(sample_shape) + self.loc.shape))
+    torch.manual_seed(1)
+    srnn = randomised(SRNN(tiny_config()), 1)
+    rng = np.random.default_rng(1)
+    seqs = [random_roll(rng, n, 0.1) for n in (4, 11, 7)]
+    together = score_sequences(srnn, seqs, kl="analytic", max_frames=10 ** 6)
+    for i, s in enumerate(seqs):
+        alone = score_sequences(srnn, [s], kl="analytic")
+        assert alone.elbo[0] == pytest.approx(together.elbo[i], rel=1e-5)
+
+
+def test_evaluate_command_json(trained):
+    result = CliRunner().invoke(srnn_cli, ["evaluate", str(trained.run_dir), "--split", "valid", "--iwae", "2",
+                                           "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["split"] == "valid" and report["sequences"] == 6
+    assert report["iwae"]["k"] == 2 and report["elbo"]["per_sequence"] < 0
+    elbo, parts = report["elbo"]["total_frames"], report["reconstruction"]["total_frames"] - report["kl_term"]["total_frames"]
+    assert elbo == pytest.approx(parts)
