@@ -204,10 +204,13 @@ def parse_augment(value):
 @click.option("--seed", type=int, default=DEFAULT.seed, show_default=True)
 @click.option("--run-dir", type=click.Path(), help="Default: runs/<dataset>-<date-time>/.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir (or the latest run) from last.pt.")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel processes on this machine, launched by PyTorch's elastic launcher "
+                   "(gloo on CPU, nccl on GPUs); the streams of a batch are split between them.")
 @click.pass_context
 @friendly_errors
 def train(ctx, dataset, data_file, z, d, a, hidden, seq_len, batch_size, epochs, lr, elbo, filtering, no_residual,
-          augment, device, seed, run_dir, resume):
+          augment, device, seed, run_dir, resume, nproc):
     """Train an SRNN with the paper's recipe; live progress, metrics.jsonl, last.pt and best.pt."""
     import time
 
@@ -232,7 +235,22 @@ def train(ctx, dataset, data_file, z, d, a, hidden, seq_len, batch_size, epochs,
     if not Path(data_file).exists():
         raise UserError(f"{data_file}: no such data file; prepare it with `srnn prep --dataset {dataset}`")
     data = PianoRollFile(data_file)
+    distributed_child = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed_child and run_dir is None:
+        raise UserError("under torchrun pass --run-dir: every process must write to the same run")
     run_dir = run_dir or os.path.join("runs", f"{data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if nproc > 1 and not distributed_child:
+        from pyro_srnn.distributed import launch
+
+        argv = _without_option(sys.argv[1:], "--nproc") + (["--run-dir", run_dir] if "--run-dir" not in sys.argv else [])
+        console.print(f"launching {nproc} data-parallel processes for run [bold]{run_dir}[/bold]")
+        launch(nproc, [sys.executable, "-m", "cli.main", *argv])  # the first process prints the summary
+        return
+    if int(os.environ.get("RANK", "0")) > 0:  # only the first process reports
+        trainer = Trainer(config, data, run_dir, device)
+        trainer.start(resume=resume)
+        trainer.fit()
+        return
 
     progress = progress_bar("frames", TextColumn("{task.fields[status]}"))
     state = {}
@@ -265,6 +283,19 @@ def train(ctx, dataset, data_file, z, d, a, hidden, seq_len, batch_size, epochs,
     with progress:
         trainer.fit()
     _print_training_summary(Path(run_dir))
+
+
+def _without_option(argv, name):
+    """argv without ``name VALUE`` or ``name=VALUE``."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
 
 
 def _print_training_summary(run_dir: Path):

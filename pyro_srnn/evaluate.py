@@ -98,12 +98,6 @@ def score_sequences(srnn: SRNN, sequences, kl: str = "analytic", samples: int = 
     return SequenceScores(elbo, recon, kl_sum, lengths, bound)
 
 
-def elbo_loss(srnn: SRNN, elbo, batch: Batch, kl_scale: float = 1.0, model=None, guide=None):
-    """The training objective: minus the (KL-annealed) ELBO per frame of the batch, as Pyro's ELBO computes
-    it. ``model`` and ``guide`` may wrap the SRNN's own to observe them."""
-    return elbo.differentiable_loss(model or srnn.model, guide or srnn.guide, batch, kl_scale) / batch.frames
-
-
 def make_elbo(kind: str):
     """'trace': Trace_ELBO (KL by sampling); 'analytic': TraceMeanField_ELBO (analytic KL per step)."""
     return pyro.infer.TraceMeanField_ELBO() if kind == "analytic" else pyro.infer.Trace_ELBO()

@@ -24,7 +24,8 @@ from data_prep.h5 import PianoRollFile
 from .batching import make_streams, n_chunks, tbptt_chunks, to_batch, transpose_keys
 from .config import SRNNConfig
 from .errors import SRNNError, TrainingDiverged
-from .evaluate import elbo_loss, make_elbo, score_sequences
+from . import distributed
+from .evaluate import make_elbo, score_sequences
 from .model import SRNN
 
 CHECKPOINT_FORMAT = "pyro-srnn-checkpoint-1"
@@ -102,10 +103,11 @@ def model_from_checkpoint(ckpt: dict, device="cpu") -> SRNN:
 # ----------------------------------------------------------------------------- the loop
 
 
-def svi_step(srnn: SRNN, elbo, optimizer, config: SRNNConfig, batch, temperature: float = 1.0):
+def svi_step(srnn: SRNN, elbo, optimizer, config: SRNNConfig, batch, temperature: float = 1.0, parallel=None):
     """One SVI step on a chunk: Pyro's ELBO, its gradient rescaled to total norm <= max_grad_norm and
     clipped element-wise (pyro.optim clips per parameter, so the update is written out here); no update
-    when the gradient is not finite. Returns the loss per frame, the summed reconstruction term, the
+    when the gradient is not finite. ``parallel`` is the DistributedDataParallel wrapper of ``srnn`` when
+    training on several processes. Returns the loss per frame, the summed reconstruction term, the
     detached states (d_T, z_T) to carry, and the gradient norm before rescaling."""
     carried = {}
 
@@ -113,7 +115,7 @@ def svi_step(srnn: SRNN, elbo, optimizer, config: SRNNConfig, batch, temperature
         carried["states"] = srnn.guide(*args)
 
     model_tracer = poutine.trace(srnn.model)  # to read the reconstruction term back from the x site
-    loss = elbo_loss(srnn, elbo, batch, temperature, guide=guide, model=model_tracer)
+    loss = (parallel or srnn)(batch, elbo, temperature, model=model_tracer, guide=guide)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for p in srnn.parameters() if p.grad is not None]
@@ -148,14 +150,21 @@ class Trainer:
         self.config, self.data, self.run_dir = config, data, Path(run_dir)
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.hooks = hooks or Hooks()
-        torch.manual_seed(config.seed)
-        random.seed(config.seed)
-        self.np_rng = np.random.default_rng(config.seed)
+        self.rank, self.world = distributed.rank_and_world(self.device)
+        if config.batch_size % self.world:
+            raise SRNNError(f"--batch-size {config.batch_size} streams cannot be split over {self.world} processes")
+        torch.manual_seed(config.seed)  # the same initial parameters on every process
         pyro.clear_param_store()
         self.srnn = SRNN(config).to(self.device)
+        torch.manual_seed(config.seed + self.rank)  # but each process its own noise
+        random.seed(config.seed)
+        self.np_rng = np.random.default_rng(config.seed)  # shared: augmentation shifts are drawn for all streams
+        self.parallel = torch.nn.parallel.DistributedDataParallel(self.srnn) if self.world > 1 else None
         self.optimizer = make_optimizer(self.srnn, config)
         self.elbo = make_elbo(config.elbo)
         self.streams = make_streams(data.split("train").sequences(), config.batch_size)
+        per_process = config.batch_size // self.world
+        self.my_streams = slice(self.rank * per_process, (self.rank + 1) * per_process)
         self.valid = data.split("valid").sequences()
         self.batches_per_epoch = n_chunks(self.streams.shape[1], config.seq_len)
         self.epoch, self.step_count, self.best_valid = 0, 0, -math.inf
@@ -173,18 +182,24 @@ class Trainer:
                 raise SRNNError(f"{last}: checkpoint of another configuration (differs in {', '.join(diff)}); "
                                 "resume with the same options or use another --run-dir")
             ckpt = load_checkpoint(last)
+            if len(ckpt["rng"]) != self.world:
+                raise SRNNError(f"{last}: written by {len(ckpt['rng'])} process(es); resume with as many")
             self.srnn.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.epoch, self.step_count, self.best_valid = ckpt["epoch"], ckpt["step"], ckpt["best_valid"]
-            _set_rng_state(ckpt["rng"], self.np_rng)
-            self._truncate_metrics(self.epoch)
+            _set_rng_state(ckpt["rng"][self.rank], self.np_rng)
+            if self.rank == 0:
+                self._truncate_metrics(self.epoch)
             return
         if last.exists() or config_path.exists():
             raise SRNNError(f"{self.run_dir}: holds a run already; pass --resume to continue it or choose "
                             "another --run-dir")
+        distributed.barrier(self.world)  # every process has looked before rank 0 writes
+        if self.rank > 0:
+            return
         config_path.write_text(json.dumps({"config": self.config.to_dict(), "data": self.data.path,
                                            "dataset": self.data.dataset, "grid": self.data.grid.__dict__,
-                                           "device": str(self.device)}, indent=2))
+                                           "device": str(self.device), "processes": self.world}, indent=2))
         (self.run_dir / "metrics.jsonl").write_text("")
 
     def _truncate_metrics(self, epochs_done: int):
@@ -194,9 +209,13 @@ class Trainer:
         path.write_text("".join(line + "\n" for line in kept))
 
     def _checkpoint(self, path: Path):
+        """Written by rank 0 only, with every process's random state."""
+        rng_states = distributed.gather_objects(_rng_state(self.np_rng), self.world)
+        if self.rank > 0:
+            return
         atomic_save({"format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "model": self.srnn.state_dict(),
                      "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "step": self.step_count,
-                     "best_valid": self.best_valid, "rng": _rng_state(self.np_rng),
+                     "best_valid": self.best_valid, "rng": rng_states,
                      "dataset": self.data.dataset, "grid": self.data.grid.__dict__}, path)
 
     # -- training
@@ -209,12 +228,14 @@ class Trainer:
             self.epoch += 1
             metrics["epoch"] = self.epoch
             if self.epoch % self.config.valid_every == 0 or self.epoch == self.config.epochs:
-                metrics["valid_elbo"] = self.validate()
+                metrics["valid_elbo"] = distributed.broadcast_object(self.validate() if self.rank == 0 else None,
+                                                                     self.world)
                 if metrics["valid_elbo"] > self.best_valid:
                     self.best_valid = metrics["valid_elbo"]
                     self._checkpoint(self.run_dir / "best.pt")
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(metrics) + "\n")
+            if self.rank == 0:
+                with open(self.run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(metrics) + "\n")
             self._checkpoint(self.run_dir / "last.pt")
             history.append(metrics)
             if self.hooks.epoch_end:
@@ -225,8 +246,9 @@ class Trainer:
         """The training streams of this epoch, each transposed by its own random shift when augmenting."""
         r = self.config.augment_transpose
         if not r:
-            return self.streams
-        return transpose_keys(self.streams, self.np_rng.integers(-r, r + 1, size=len(self.streams)))
+            return self.streams[self.my_streams]
+        shifts = self.np_rng.integers(-r, r + 1, size=len(self.streams))
+        return transpose_keys(self.streams[self.my_streams], shifts[self.my_streams])
 
     def train_epoch(self) -> dict:
         c = self.config
@@ -236,11 +258,12 @@ class Trainer:
             group["lr"] = lr
         if self.hooks.epoch_start:
             self.hooks.epoch_start(self.epoch, self.batches_per_epoch)
-        d_carry = torch.zeros(c.batch_size, c.d, device=self.device)
-        z_carry = torch.zeros(c.batch_size, c.z, device=self.device)
+        streams = self.epoch_streams()
+        d_carry = torch.zeros(len(streams), c.d, device=self.device)
+        z_carry = torch.zeros(len(streams), c.z, device=self.device)
         totals = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0, "grad_norm": 0.0, "frames": 0}
         started = time.perf_counter()
-        for i, (x, u, mask) in enumerate(tbptt_chunks(self.epoch_streams(), c.seq_len)):
+        for i, (x, u, mask) in enumerate(tbptt_chunks(streams, c.seq_len)):
             batch = to_batch(x, u, mask, d_carry, z_carry, device=self.device)
             temperature = kl_temperature(c, self.step_count, self.batches_per_epoch)
             try:
@@ -266,6 +289,8 @@ class Trainer:
                 self.hooks.step(frames, {"elbo": (totals["reconstruction"] - totals["kl"]) / n, "kl": totals["kl"] / n,
                                          "temperature": temperature})
         seconds = time.perf_counter() - started
+        keys = ("loss", "reconstruction", "kl", "frames")
+        totals.update(zip(keys, distributed.sum_over_processes([totals[k] for k in keys], self.world)))
         n = totals["frames"]
         return {"train_elbo": (totals["reconstruction"] - totals["kl"]) / n,
                 "train_reconstruction": totals["reconstruction"] / n, "train_kl": totals["kl"] / n,
@@ -275,7 +300,7 @@ class Trainer:
 
     def step(self, batch, temperature: float):
         loss, reconstruction, states, self.last_grad_norm = svi_step(self.srnn, self.elbo, self.optimizer,
-                                                                    self.config, batch, temperature)
+                                                                    self.config, batch, temperature, self.parallel)
         return loss, reconstruction, states
 
     def validate(self) -> float:
