@@ -32,7 +32,7 @@ class NaiveSRNN:
     def normal(self, mean, logvar):
         return dist.Normal(mean, (logvar.exp() + self.c.variance_floor).sqrt()).to_event(1)
 
-    def model(self, batch, kl_scale=1.0):
+    def model(self, batch, kl_scale=1.0, paths=None):  # paths: ignored, everything is computed in here
         s = self.srnn
         pyro.module("naive_srnn", s)
         d, z = batch.d0, batch.z0
@@ -46,7 +46,7 @@ class NaiveSRNN:
                 with poutine.mask(mask=batch.mask[:, t]):
                     pyro.sample(f"x_{t + 1}", dist.Bernoulli(logits=logits).to_event(1), obs=batch.x[:, t])
 
-    def guide(self, batch, kl_scale=1.0):
+    def guide(self, batch, kl_scale=1.0, paths=None):
         s = self.srnn
         pyro.module("naive_srnn", s)
         d_t, ds = batch.d0, []

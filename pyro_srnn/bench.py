@@ -15,7 +15,7 @@ import torch
 from .batching import padded, shifted_inputs, to_batch
 from .config import SRNNConfig
 from .evaluate import make_elbo, score_sequences
-from .model import SRNN, clipped_leaky_relu
+from .model import SRNN, Paths
 from .sample import sample_rolls
 from .train import make_optimizer, svi_step
 
@@ -65,20 +65,18 @@ def interleaved(candidates: dict, repeats: int) -> dict:
 
 
 def hand_coded_loss(srnn: SRNN, batch, kl_scale=1.0):
-    """The same ELBO (analytic KL) in plain PyTorch, no Pyro: what the networks alone cost."""
+    """The same ELBO (analytic KL) from the same network code in plain PyTorch, no Pyro: what the networks
+    alone cost."""
     c = srnn.config
-    d = srnn.forward_path(batch.u, batch.d0)
-    a = srnn.inference_path(d, batch.x, batch.mask)
-    prior_d, posterior_a = srnn.prior.precompute(d), srnn.posterior.precompute(a)
+    paths = Paths(srnn, batch)
     z, zs, kl = batch.z0, [], 0.0
     for t in range(batch.steps):
-        mu_p, lv_p = srnn.prior(prior_d[t], z)
-        dmu_q, lv_q = srnn.posterior(posterior_a[t], z)
+        (mu_p, lv_p), (dmu_q, lv_q) = paths.prior_and_posterior(t, z)
         var_p, var_q = lv_p.exp() + c.variance_floor, lv_q.exp() + c.variance_floor
         z = mu_p + dmu_q + var_q.sqrt() * torch.randn_like(mu_p)
         kl = kl + 0.5 * ((var_p / var_q).log() + (var_q + dmu_q ** 2) / var_p - 1).sum()
         zs.append(z)
-    logits = srnn.emission(d, torch.stack(zs, 1))
+    logits = srnn.emission(paths.d, torch.stack(zs, 1))
     log_px = -torch.nn.functional.binary_cross_entropy_with_logits(logits, batch.x, reduction="sum")
     return -(log_px - kl_scale * kl) / batch.frames
 
@@ -177,7 +175,7 @@ def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") ->
         "fraction_of_matmul_peak": {k: flops / v / rate for k, v in steps.items()},
         "eval_frames_per_second": eval_fps, "sample_frames_per_second": sample_fps,
     }
-    if device == "cpu":
+    if str(device) == "cpu":
         result["peak_step_memory_mb"] = peak_memory_mb(size)
     return result
 

@@ -18,7 +18,7 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
 from .batching import length_batches, padded, to_batch
-from .model import SRNN, Batch
+from .model import SRNN, Batch, Paths
 
 
 @dataclass
@@ -41,18 +41,20 @@ class SequenceScores:
                 "total_frames": float(values.sum() / self.lengths.sum())}
 
 
-def traces(srnn: SRNN, batch: Batch):
-    """The guide's trace and the model's trace replayed on it, with log-probabilities computed."""
-    guide_trace = poutine.trace(srnn.guide).get_trace(batch)
-    model_trace = poutine.trace(poutine.replay(srnn.model, trace=guide_trace)).get_trace(batch)
+def traces(srnn: SRNN, batch: Batch, paths: Paths | None = None):
+    """The guide's trace and the model's trace replayed on it, with log-probabilities computed. Draws on
+    the same batch may share ``paths`` (the z-independent computations)."""
+    paths = paths or Paths(srnn, batch)
+    guide_trace = poutine.trace(srnn.guide).get_trace(batch, 1.0, paths)
+    model_trace = poutine.trace(poutine.replay(srnn.model, trace=guide_trace)).get_trace(batch, 1.0, paths)
     guide_trace.compute_log_prob()
     model_trace.compute_log_prob()
     return model_trace, guide_trace
 
 
-def batch_scores(srnn: SRNN, batch: Batch, kl: str = "analytic"):
+def batch_scores(srnn: SRNN, batch: Batch, kl: str = "analytic", paths: Paths | None = None):
     """Per sequence of the batch: (reconstruction, KL, log p(x, z) - log q(z)) for one draw of z."""
-    model_trace, guide_trace = traces(srnn, batch)
+    model_trace, guide_trace = traces(srnn, batch, paths)
     reconstruction = model_trace.nodes["x"]["log_prob"]
     kl_total = torch.zeros_like(reconstruction)
     log_weight = reconstruction.clone()
@@ -85,12 +87,13 @@ def score_sequences(srnn: SRNN, sequences, kl: str = "analytic", samples: int = 
     for group in length_batches(lengths, max_frames):
         x, u, mask = padded([sequences[i] for i in group])
         batch = to_batch(x, u, mask, d_dim=srnn.config.d, z_dim=srnn.config.z, device=device)
+        paths = Paths(srnn, batch)  # no gradients here, so every draw can reuse the GRUs' outputs
         for _ in range(samples):
-            r, k, _ = batch_scores(srnn, batch, kl)
+            r, k, _ = batch_scores(srnn, batch, kl, paths)
             recon[group] += r.cpu().numpy() / samples
             kl_sum[group] += k.cpu().numpy() / samples
         if iwae:
-            log_w = torch.stack([batch_scores(srnn, batch, kl)[2] for _ in range(iwae)])
+            log_w = torch.stack([batch_scores(srnn, batch, kl, paths)[2] for _ in range(iwae)])
             bound[group] = (torch.logsumexp(log_w, 0) - math.log(iwae)).cpu().numpy()
         if on_batch:
             on_batch(int(mask.sum()))

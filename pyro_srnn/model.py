@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -200,38 +201,91 @@ class SRNN(nn.Module):
 
     def forward(self, batch: Batch, elbo, kl_scale: float = 1.0, model=None, guide=None):
         """The training objective: minus the (KL-annealed) ELBO per frame of the batch, as the Pyro ``elbo``
-        computes it. ``model`` and ``guide`` may wrap this SRNN's own to observe them. Being the module's
-        forward lets DistributedDataParallel see the whole step."""
-        return elbo.differentiable_loss(model or self.model, guide or self.guide, batch, kl_scale) / batch.frames
+        computes it, with the z-independent paths computed once for model and guide. ``model`` and ``guide``
+        may wrap this SRNN's own to observe them. Being the module's forward lets DistributedDataParallel
+        see the whole step."""
+        paths = Paths(self, batch)
+        return elbo.differentiable_loss(model or self.model, guide or self.guide, batch, kl_scale, paths) / batch.frames
 
-    def model(self, batch: Batch, kl_scale: float = 1.0):
+    def model(self, batch: Batch, kl_scale: float = 1.0, paths: "Paths | None" = None):
         """p(x, z | u) = prod_t p(x_t | z_t, d_t) p(z_t | z_{t-1}, d_t)."""
         pyro.module("srnn", self)
-        d = self.forward_path(batch.u, batch.d0)
-        prior_d = self.prior.precompute(d)
+        paths = paths or Paths(self, batch)
         z_prev, zs = batch.z0, []
         with pyro.plate("sequences", batch.size):
-            for t in pyro.markov(range(batch.steps)):
-                mu_p, lv_p = self.prior(prior_d[t], z_prev)
-                with poutine.scale(scale=kl_scale), poutine.mask(mask=batch.mask[:, t]):  # KL annealing, padding
-                    z_prev = pyro.sample(f"z_{t + 1}", self.normal(mu_p, lv_p))
-                zs.append(z_prev)
-            logits = self.emission(d, torch.stack(zs, dim=1))
+            with poutine.scale(scale=kl_scale):  # KL annealing on the z sites
+                for t in pyro.markov(range(batch.steps)):
+                    mu_p, lv_p = paths.prior(t, z_prev)
+                    with poutine.mask(mask=batch.mask[:, t]):  # padding
+                        z_prev = pyro.sample(f"z_{t + 1}", self.normal(mu_p, lv_p))
+                    zs.append(z_prev)
+            logits = self.emission(paths.d, torch.stack(zs, dim=1))
             pyro.sample("x", dist.Bernoulli(logits=logits).mask(batch.mask.unsqueeze(-1)).to_event(2), obs=batch.x)
 
-    def guide(self, batch: Batch, kl_scale: float = 1.0):
+    def guide(self, batch: Batch, kl_scale: float = 1.0, paths: "Paths | None" = None):
         """q(z | x, u) = prod_t q(z_t | z_{t-1}, a_t). Returns (d_T, z_T), the states a next chunk starts from."""
         pyro.module("srnn", self)
-        d = self.forward_path(batch.u, batch.d0)
-        a = self.inference_path(d, batch.x, batch.mask)
-        prior_d, posterior_a = self.prior.precompute(d), self.posterior.precompute(a)
+        paths = paths or Paths(self, batch)
         z_prev = batch.z0
-        with pyro.plate("sequences", batch.size):
+        with pyro.plate("sequences", batch.size), poutine.scale(scale=kl_scale):
             for t in pyro.markov(range(batch.steps)):
-                mu_p, _ = self.prior(prior_d[t], z_prev)
-                dmu_q, lv_q = self.posterior(posterior_a[t], z_prev)
+                (mu_p, _), (dmu_q, lv_q) = paths.prior_and_posterior(t, z_prev)
                 mu_q = mu_p + dmu_q if self.config.residual else dmu_q
-                with poutine.scale(scale=kl_scale), poutine.mask(mask=batch.mask[:, t]):
+                with poutine.mask(mask=batch.mask[:, t]):
                     z_prev = pyro.sample(f"z_{t + 1}", self.normal(mu_q, lv_q))
-        return d[:, -1], z_prev
+        return paths.d[:, -1], z_prev
 
+
+class Paths:
+    """What model and guide share for one batch, each part computed at most once: the z-independent paths
+    d and a with the d_t / a_t parts of the first layers over all steps, and the prior of each step.
+
+    The guide asks for prior and posterior of step t at its own sample z_{t-1}; the model, replaying the
+    guide's samples, asks for the prior with that very tensor and gets the stored answer. Asked with any
+    other z_{t-1} (the model run on its own), the prior is computed afresh.
+    """
+
+    def __init__(self, srnn: SRNN, batch: Batch):
+        self.srnn, self.batch = srnn, batch
+        self._prior = {}
+
+    @functools.cached_property
+    def d(self):
+        return self.srnn.forward_path(self.batch.u, self.batch.d0)
+
+    @functools.cached_property
+    def prior_d(self):
+        return self.srnn.prior.precompute(self.d)
+
+    @functools.cached_property
+    def a(self):
+        return self.srnn.inference_path(self.d, self.batch.x, self.batch.mask)
+
+    def prior(self, t: int, z_prev: torch.Tensor):
+        """Mean and log-variance of p(z_t | z_{t-1}, d_t)."""
+        stored = self._prior.get(t)
+        if stored is None or stored[0] is not z_prev:
+            stored = self._prior[t] = (z_prev, self.srnn.prior(self.prior_d[t], z_prev))
+        return stored[1]
+
+    def prior_and_posterior(self, t: int, z_prev: torch.Tensor):
+        """((mu_p, lv_p), (dmu_q, lv_q)) of step t: the four MLPs of [d_t, z_{t-1}] and [a_t, z_{t-1}] run as
+        one matrix product for their z_{t-1} parts and one batched product for their output layers, which
+        is the same arithmetic as running the four separately, in far fewer small products."""
+        first_c, w_z, w_out, b_out = self._joint
+        hidden = self.srnn.config.hidden
+        h = clipped_leaky_relu(first_c[t] + z_prev @ w_z)  # (B, 4 hidden)
+        out = torch.baddbmm(b_out, h.view(-1, 4, hidden).transpose(0, 1), w_out)  # (4, B, z)
+        mu_p, lv_p, dmu_q, lv_q = out.unbind(0)
+        self._prior[t] = (z_prev, (mu_p, lv_p))
+        return (mu_p, lv_p), (dmu_q, lv_q)
+
+    @functools.cached_property
+    def _joint(self):
+        p, q = self.srnn.prior, self.srnn.posterior
+        first_c = torch.cat([p.first_c(self.d), q.first_c(self.a)], dim=-1).unbind(1)  # per step (B, 4 hidden)
+        w_z = torch.cat([p.first_z.weight, q.first_z.weight]).t()  # (z, 4 hidden)
+        layers = (p.mean_out, p.logvar_out, q.mean_out, q.logvar_out)
+        w_out = torch.stack([layer.weight.t() for layer in layers])  # (4, hidden, z)
+        b_out = torch.stack([layer.bias for layer in layers]).unsqueeze(1)  # (4, 1, z)
+        return first_c, w_z, w_out, b_out

@@ -115,7 +115,8 @@ def svi_step(srnn: SRNN, elbo, optimizer, config: SRNNConfig, batch, temperature
         carried["states"] = srnn.guide(*args)
 
     model_tracer = poutine.trace(srnn.model)  # to read the reconstruction term back from the x site
-    loss = (parallel or srnn)(batch, elbo, temperature, model=model_tracer, guide=guide)
+    with pyro.validation_enabled(False):  # the data were checked when read; this is the hot path
+        loss = (parallel or srnn)(batch, elbo, temperature, model=model_tracer, guide=guide)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for p in srnn.parameters() if p.grad is not None]
