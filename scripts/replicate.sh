@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The runs behind docs/RESULTS.md. Usage: scripts/replicate.sh LANE   (lanes run one after another; two lanes
+# may run side by side, one per core). Every step resumes: rerunning a lane continues where it stopped.
+# Each run: runs/NAME/ (checkpoints, not committed) and docs/runs/NAME/ (config.json, metrics.jsonl, test JSON).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SRNN=${SRNN:-.venv/bin/srnn}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+run() {  # run NAME DATAFILE IWAE_K [train options...]
+  local name=$1 data=$2 iwae=$3; shift 3
+  "$SRNN" train --data "$data" --run-dir "runs/$name" --resume "$@" > "runs/$name.log" 2>&1 || { echo "FAILED $name"; return 1; }
+  mkdir -p "docs/runs/$name"
+  cp "runs/$name/config.json" "runs/$name/metrics.jsonl" "docs/runs/$name/"
+  if [ ! -s "docs/runs/$name/test.json" ]; then
+    "$SRNN" evaluate "runs/$name" --split test --iwae "$iwae" --json > "docs/runs/$name/test.json.tmp" 2>/dev/null
+    mv "docs/runs/$name/test.json.tmp" "docs/runs/$name/test.json"
+  fi
+  echo "done $name"
+}
+
+PAPER="--d 300 --a 300 --z 100 --epochs 50"
+SMALL="--d 30 --a 30 --z 10 --epochs 20"
+
+case "${1:-}" in
+  a)  # the paper's configuration on its own data (variant srnn); both ELBOs on JSB first
+    run paper-jsb-srnn-trace data/jsb-srnn.h5 0 $PAPER --elbo trace
+    run paper-jsb-srnn-analytic data/jsb-srnn.h5 0 $PAPER --elbo analytic
+    run paper-piano-srnn data/piano-srnn.h5 0 $PAPER --elbo "${BEST_ELBO:-analytic}"
+    run paper-nottingham-srnn data/nottingham-srnn.h5 0 $PAPER --elbo "${BEST_ELBO:-analytic}"
+    run paper-muse-srnn data/muse-srnn.h5 0 $PAPER --elbo "${BEST_ELBO:-analytic}"
+    ;;
+  b)  # the poster's small SRNN on all four, then the Boulanger variant and augmentation
+    for ds in jsb piano nottingham muse; do run small-$ds-srnn data/$ds-srnn.h5 0 $SMALL; done
+    run paper-jsb-boulanger data/jsb.h5 100 $PAPER --elbo "${BEST_ELBO:-analytic}"
+    for ds in jsb piano; do
+      run small-$ds-boulanger data/$ds.h5 100 $SMALL
+      run small-$ds-boulanger-augment data/$ds.h5 100 $SMALL --augment transpose:6
+    done
+    run paper-piano-boulanger data/piano.h5 100 $PAPER --elbo "${BEST_ELBO:-analytic}"
+    ;;
+  *) echo "usage: $0 a|b" >&2; exit 2 ;;
+esac
