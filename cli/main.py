@@ -328,9 +328,12 @@ def _print_training_summary(run_dir: Path):
 @click.option("--data", "data_file", type=click.Path(), help="Data file (default: the one the run trained on).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--first-input", type=click.Choice(["zero", "x1"]), default="zero", show_default=True,
+              help="u_1 of each sequence: 0 (the model's definition) or x_1 (the reference code's test arrays).")
+@click.option("--active-units", is_flag=True, help="Count latent dimensions whose posterior mean varies (> 0.01).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @friendly_errors
-def evaluate(target, split, iwae, samples, kl, data_file, device, seed, as_json):
+def evaluate(target, split, iwae, samples, kl, data_file, device, seed, first_input, active_units, as_json):
     """ELBO (and IWAE bound) per frame of full sequences, for TARGET: a run directory or checkpoint
     (default: the most recent run under runs/)."""
     import time
@@ -357,14 +360,19 @@ def evaluate(target, split, iwae, samples, kl, data_file, device, seed, as_json)
         passes = samples + iwae
         task = progress.add_task(f"{split} ({len(sequences)} sequences)", total=passes * sum(map(len, sequences)))
         scores = score_sequences(srnn, sequences, kl=kl, samples=samples, iwae=iwae, device=dev,
-                                 on_batch=lambda frames: progress.advance(task, frames * passes))
+                                 on_batch=lambda frames: progress.advance(task, frames * passes),
+                                 first_input=first_input, active_units=active_units)
     seconds = time.perf_counter() - started
     result = {"checkpoint": str(checkpoint), "data": data.path, "split": split, "sequences": len(sequences),
               "frames": int(scores.lengths.sum()), "kl": kl, "samples": samples, "seconds": seconds,
               "elbo": scores.per_frame(), "reconstruction": scores.per_frame(scores.reconstruction),
               "kl_term": scores.per_frame(scores.kl)}
+    result["first_input"] = first_input
     if iwae:
         result["iwae"] = {"k": iwae, **scores.per_frame(scores.iwae)}
+    if active_units:
+        result["active_units"] = scores.active_units()
+        result["latent_dims"] = srnn.config.z
     if as_json:
         out.print_json(json.dumps(result))
         return
@@ -377,7 +385,8 @@ def evaluate(target, split, iwae, samples, kl, data_file, device, seed, as_json)
     for label, r in rows:
         table.add_row(label, f"{r['per_sequence']:.4f}", f"{r['per_sequence_stderr']:.4f}", f"{r['total_frames']:.4f}")
     out.print(table)
-    out.print(f"{len(sequences)} sequences, {result['frames']} frames, {seconds:.1f} s")
+    out.print(f"{len(sequences)} sequences, {result['frames']} frames, {seconds:.1f} s"
+              + (f"; active latent units {result['active_units']} of {srnn.config.z}" if active_units else ""))
 
 
 # ----------------------------------------------------------------------------- sample

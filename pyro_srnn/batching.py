@@ -59,15 +59,21 @@ def n_chunks(stream_length: int, seq_len: int) -> int:
     return -(-stream_length // seq_len)
 
 
-def padded(sequences, keys: int = 88):
-    """Full sequences as (x, u, mask) arrays padded to the longest, u_1 = 0."""
+def padded(sequences, keys: int = 88, first_input: str = "zero"):
+    """Full sequences as (x, u, mask) arrays padded to the longest. u_1 = 0, or with ``first_input`` "x1"
+    u_1 = x_1, as the SRNN reference code's test arrays have it."""
     steps = max(len(s) for s in sequences)
     x = np.zeros((len(sequences), steps, keys), dtype=np.float32)
     mask = np.zeros((len(sequences), steps), dtype=bool)
     for i, s in enumerate(sequences):
         x[i, : len(s)] = s
         mask[i, : len(s)] = True
-    return x, shifted_inputs(x), mask
+    u = shifted_inputs(x)
+    if first_input == "x1":
+        u[:, 0] = x[:, 0]
+    elif first_input != "zero":
+        raise ValueError(f"first_input must be 'zero' or 'x1', not {first_input!r}")
+    return x, u, mask
 
 
 def length_batches(lengths, max_frames: int):

@@ -30,6 +30,11 @@ class SequenceScores:
     kl: np.ndarray
     lengths: np.ndarray
     iwae: np.ndarray | None = None
+    posterior_mean_variance: np.ndarray | None = None  # per latent dimension, over all frames
+
+    def active_units(self, threshold: float = 0.01) -> int:
+        """Latent dimensions whose posterior mean varies over the data: Var_x(E_q[z_t]) > threshold."""
+        return int((self.posterior_mean_variance > threshold).sum())
 
     def per_frame(self, values=None) -> dict:
         """The paper's normalisation (mean over sequences of value / frames, with its standard error)
@@ -76,16 +81,20 @@ def batch_scores(srnn: SRNN, batch: Batch, kl: str = "analytic", paths: Paths | 
 
 @torch.no_grad()
 def score_sequences(srnn: SRNN, sequences, kl: str = "analytic", samples: int = 1, iwae: int = 0,
-                    max_frames: int = 32_000, device="cpu", on_batch=None) -> SequenceScores:
+                    max_frames: int = 32_000, device="cpu", on_batch=None, first_input: str = "zero",
+                    active_units: bool = False) -> SequenceScores:
     """ELBO (averaged over ``samples`` draws) and, with ``iwae`` = K > 0, the bound
-    log (1/K) sum_k p(x, z_k) / q(z_k | x) of every full sequence, starting from d_0 = 0, z_0 = 0, u_1 = 0."""
+    log (1/K) sum_k p(x, z_k) / q(z_k | x) of every full sequence, starting from d_0 = 0, z_0 = 0 and
+    u_1 = 0 (or u_1 = x_1, see :func:`padded`). With ``active_units``, also the variance over all frames
+    of the posterior mean of each latent dimension."""
     srnn.eval()
     lengths = np.array([len(s) for s in sequences])
     n = len(sequences)
     elbo, recon, kl_sum = np.zeros(n), np.zeros(n), np.zeros(n)
     bound = np.zeros(n) if iwae else None
+    means = []
     for group in length_batches(lengths, max_frames):
-        x, u, mask = padded([sequences[i] for i in group])
+        x, u, mask = padded([sequences[i] for i in group], first_input=first_input)
         batch = to_batch(x, u, mask, d_dim=srnn.config.d, z_dim=srnn.config.z, device=device)
         paths = Paths(srnn, batch)  # no gradients here, so every draw can reuse the GRUs' outputs
         for _ in range(samples):
@@ -95,10 +104,15 @@ def score_sequences(srnn: SRNN, sequences, kl: str = "analytic", samples: int = 
         if iwae:
             log_w = torch.stack([batch_scores(srnn, batch, kl, paths)[2] for _ in range(iwae)])
             bound[group] = (torch.logsumexp(log_w, 0) - math.log(iwae)).cpu().numpy()
+        if active_units:
+            _, guide_trace = traces(srnn, batch, paths)
+            means.append(torch.stack([guide_trace.nodes[f"z_{t + 1}"]["fn"].mean for t in range(batch.steps)], 1)
+                         [batch.mask].cpu().numpy())
         if on_batch:
             on_batch(int(mask.sum()))
     elbo = recon - kl_sum
-    return SequenceScores(elbo, recon, kl_sum, lengths, bound)
+    variance = np.concatenate(means).var(0) if active_units else None
+    return SequenceScores(elbo, recon, kl_sum, lengths, bound, variance)
 
 
 def make_elbo(kind: str):

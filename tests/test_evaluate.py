@@ -117,3 +117,27 @@ def test_evaluate_command_json(trained):
     assert report["iwae"]["k"] == 2 and report["elbo"]["per_sequence"] < 0
     elbo, parts = report["elbo"]["total_frames"], report["reconstruction"]["total_frames"] - report["kl_term"]["total_frames"]
     assert elbo == pytest.approx(parts)
+
+
+def test_active_units_count_posterior_means_that_move(trained):
+    rng = np.random.default_rng(3)
+    seqs = [random_roll(rng, n, 0.1) for n in (12, 20, 9)]
+    idle = score_sequences(idle_latent_model(), seqs, active_units=True)  # q's mean is a constant there
+    assert idle.active_units() == 0 and idle.posterior_mean_variance.max() < 1e-10
+    torch.manual_seed(0)
+    busy = score_sequences(randomised(SRNN(tiny_config()), 5), seqs, active_units=True)
+    assert busy.active_units() == int((busy.posterior_mean_variance > 0.01).sum()) > 0
+
+
+def test_first_input_x1_changes_only_through_u1(trained):
+    seqs = [s[:20] for s in trained.valid]
+    torch.manual_seed(0)
+    zero = score_sequences(trained.srnn, seqs, kl="analytic")
+    torch.manual_seed(0)
+    x1 = score_sequences(trained.srnn, seqs, kl="analytic", first_input="x1")
+    assert not np.allclose(zero.elbo, x1.elbo)
+    blank = [np.vstack([np.zeros((1, 88), np.uint8), s]) for s in seqs]  # x_1 = 0: both conventions agree
+    torch.manual_seed(0)
+    a = score_sequences(trained.srnn, blank, kl="analytic")
+    torch.manual_seed(0)
+    np.testing.assert_allclose(a.elbo, score_sequences(trained.srnn, blank, kl="analytic", first_input="x1").elbo)
