@@ -108,19 +108,45 @@ def breakdown(srnn: SRNN, batch, repeats: int) -> dict:
 
 
 def peak_memory_mb(size: str) -> float:
-    """Peak resident memory added by one training step, measured in a fresh process."""
+    """Peak resident memory added by one training step, in a fresh process: resident size sampled every
+    millisecond during the step, minus the resident size before it (after one warm-up step)."""
     code = (
-        "import resource, torch, pyro\n"
+        "import ctypes, os, threading, time, torch, pyro\n"
         "from pyro_srnn.bench import SIZES, synthetic_batch\n"
         "from pyro_srnn.config import SRNNConfig\nfrom pyro_srnn.model import SRNN\n"
         "from pyro_srnn.train import make_optimizer, svi_step\nfrom pyro_srnn.evaluate import make_elbo\n"
         f"c = SRNNConfig(**SIZES[{size!r}]); s = SRNN(c); b = synthetic_batch(c); o = make_optimizer(s, c)\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "svi_step(s, make_elbo('trace'), o, c, b)\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n"
+        "ctypes.CDLL('libc.so.6').malloc_trim(0)\n"
+        "page = os.sysconf('SC_PAGE_SIZE')\n"
+        "rss = lambda: int(open('/proc/self/statm').read().split()[1]) * page\n"
+        "before, peak, done = rss(), [0], []\n"
+        "def watch():\n"
+        "    while not done:\n"
+        "        peak[0] = max(peak[0], rss()); time.sleep(0.001)\n"
+        "t = threading.Thread(target=watch); t.start()\n"
+        "svi_step(s, make_elbo('trace'), o, c, b)\n"
+        "done.append(1); t.join()\n"
+        "print((max(peak[0], rss()) - before) / 2 ** 20)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(result.stdout.strip().splitlines()[-1])
+
+
+def evaluation_seconds(data_file: str, size: str = "paper", split: str = "test", device="cpu") -> dict:
+    """Seconds to score every full sequence of a split with a model of the given size (untrained: the
+    work does not depend on the weights)."""
+    from data_prep.h5 import PianoRollFile
+
+    torch.manual_seed(0)
+    srnn = SRNN(SRNNConfig(**SIZES[size])).to(device)
+    sequences = PianoRollFile(data_file).split(split).sequences()
+    started = time.perf_counter()
+    score_sequences(srnn, sequences, device=device)
+    seconds = time.perf_counter() - started
+    frames = sum(map(len, sequences))
+    return {"data": data_file, "split": split, "sequences": len(sequences), "frames": frames, "seconds": seconds,
+            "frames_per_second": frames / seconds}
 
 
 def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") -> dict:

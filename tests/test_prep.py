@@ -168,3 +168,15 @@ def test_source_found_under_env(source_dir, tmp_path):
     path = find_source(BENCHMARKS["jsb"], "srnn", None, tmp_path)
     assert path.name == "jsb_raw_batchsize16_seqlen100.npz"
     assert prepare_benchmark("jsb", "srnn").sources[0]["sha256"] == BENCHMARKS["jsb"].srnn_download.sha256
+
+
+def test_merged_is_the_four_benchmarks_split_by_split(source_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(srnn, ["prep", "--dataset", "merged", "--out", "d"])
+    assert result.exit_code == 0, result.output
+    merged = PianoRollFile(tmp_path / "d" / "merged.h5")
+    for i, split in enumerate(("train", "valid", "test")):
+        s = merged.split(split)
+        assert len(s) == sum(CANONICAL[n][0][i] for n in CANONICAL)
+        assert int(s.lengths.sum()) == sum(CANONICAL[n][1][i] for n in CANONICAL)
+        assert s.names[0].startswith("jsb/") and s.names[-1].startswith("piano/")
