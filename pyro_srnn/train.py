@@ -175,6 +175,15 @@ class Trainer:
     def start(self, resume: bool = False):
         """Create the run directory, or with ``resume`` continue from its last checkpoint."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            self._lock()
+        try:
+            self._start(resume)
+        except BaseException:
+            self._unlock()
+            raise
+
+    def _start(self, resume: bool):
         config_path, last = self.run_dir / "config.json", self.run_dir / "last.pt"
         if resume and last.exists():
             saved = SRNNConfig.from_dict(json.loads(config_path.read_text())["config"]).to_dict()
@@ -192,7 +201,7 @@ class Trainer:
             if self.rank == 0:
                 self._truncate_metrics(self.epoch)
             return
-        if last.exists() or config_path.exists():
+        if not resume and (last.exists() or config_path.exists()):  # resume before a first checkpoint starts anew
             raise SRNNError(f"{self.run_dir}: holds a run already; pass --resume to continue it or choose "
                             "another --run-dir")
         distributed.barrier(self.world)  # every process has looked before rank 0 writes
@@ -202,6 +211,22 @@ class Trainer:
                                            "dataset": self.data.dataset, "grid": self.data.grid.__dict__,
                                            "device": str(self.device), "processes": self.world}, indent=2))
         (self.run_dir / "metrics.jsonl").write_text("")
+
+    def _lock(self):
+        """Hold the run directory for this process's lifetime: two trainings in one directory would
+        interleave their checkpoints and metrics."""
+        import fcntl
+
+        self._lock_file = open(self.run_dir / ".lock", "w")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SRNNError(f"{self.run_dir}: another process is training in this run directory") from None
+
+    def _unlock(self):
+        if getattr(self, "_lock_file", None):
+            self._lock_file.close()
+            self._lock_file = None
 
     def _truncate_metrics(self, epochs_done: int):
         path = self.run_dir / "metrics.jsonl"
@@ -222,7 +247,14 @@ class Trainer:
     # -- training
 
     def fit(self) -> list:
-        """Train the remaining epochs; returns this call's per-epoch metrics."""
+        """Train the remaining epochs; returns this call's per-epoch metrics. Releases the run directory
+        when it ends, however it ends."""
+        try:
+            return self._fit()
+        finally:
+            self._unlock()
+
+    def _fit(self) -> list:
         history = []
         while self.epoch < self.config.epochs:
             metrics = self.train_epoch()

@@ -174,3 +174,25 @@ def test_nan_loss_stops_with_message_and_keeps_checkpoints(bach_file, tmp_path):
     with pytest.raises(SRNNError, match=r"diverged.*epoch 2, step 1"):
         trainer.fit()
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
+
+
+def test_a_run_directory_is_used_by_one_training_at_a_time(bach_file, tmp_path):
+    data = PianoRollFile(bach_file)
+    first = Trainer(tiny_config(), data, tmp_path / "run")
+    first.start()
+    second = Trainer(tiny_config(), data, tmp_path / "run")
+    with pytest.raises(SRNNError, match="another process is training"):
+        second.start(resume=True)
+
+
+def test_resume_before_the_first_checkpoint_starts_the_run(bach_file, tmp_path):
+    data = PianoRollFile(bach_file)
+    config = tiny_config(epochs=1)
+    killed = Trainer(config, data, tmp_path / "run")
+    killed.start()  # killed during its first epoch: config.json, no last.pt
+    killed._unlock()
+    again = Trainer(config, data, tmp_path / "run")
+    again.start(resume=True)
+    assert again.epoch == 0
+    again.fit()
+    assert (tmp_path / "run" / "last.pt").exists()
