@@ -37,19 +37,15 @@ def friendly_errors(fn):
         from data_prep.h5 import DataFileError
         from data_prep.midi import MidiError
         from data_prep.sources import SourceError
+        from pyro_srnn.errors import SRNNError
 
-        known = (DataFileError, MidiError, SourceError, FileExistsError, FileNotFoundError)
-        try:
-            from pyro_srnn.errors import SRNNError
-            known = known + (SRNNError,)
-        except ImportError:  # the model package is optional for data preparation
-            pass
         try:
             return fn(*args, **kwargs)
-        except known as exc:
+        except (DataFileError, MidiError, SourceError, SRNNError, FileExistsError, FileNotFoundError) as exc:
             raise UserError(str(exc)) from None
         except KeyboardInterrupt:
-            console.print("[red]interrupted[/red]; nothing partial was written")
+            console.print("[red]interrupted[/red]: no partial output was left; a training run continues "
+                          "from its last checkpoint with --resume")
             sys.exit(130)
 
     return wrapper

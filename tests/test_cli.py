@@ -1,0 +1,29 @@
+"""Command-line conventions: --help everywhere, non-zero exit codes on errors, paper defaults from the config."""
+import pytest
+from click.testing import CliRunner
+
+from cli.main import srnn
+from pyro_srnn.config import SRNNConfig
+
+COMMANDS = ["prep", "info", "train", "evaluate", "sample", "sweep", "bench"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = CliRunner().invoke(srnn, [command, "--help"])
+    assert result.exit_code == 0 and result.output.startswith("Usage: srnn " + command)
+
+
+def test_train_defaults_are_the_papers():
+    help_text = CliRunner().invoke(srnn, ["train", "--help"]).output
+    paper = SRNNConfig()
+    assert (paper.d, paper.a, paper.z, paper.hidden, paper.seq_len, paper.batch_size) == (300, 300, 100, 500, 100, 16)
+    for option, value in (("--z", 100), ("--d", 300), ("--epochs", 50), ("--seq-len", 100)):
+        line = next(line for line in help_text.splitlines() if line.strip().startswith(option + " "))
+        assert f"default: {value}" in line or f"[default: {value}]" in help_text
+
+
+def test_errors_exit_non_zero_without_traceback(tmp_path):
+    for args in (["info", str(tmp_path / "none.h5")], ["prep"], ["evaluate", str(tmp_path / "none")]):
+        result = CliRunner().invoke(srnn, args)
+        assert result.exit_code != 0 and "Traceback" not in result.output
