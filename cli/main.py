@@ -368,6 +368,7 @@ def evaluate(target, split, iwae, samples, kl, data_file, device, seed, first_in
         result["iwae"] = {"k": iwae, **scores.per_frame(scores.iwae)}
     if active_units:
         result["active_units"] = scores.active_units()
+        result["active_units_residual"] = scores.active_units(residual=True)
         result["latent_dims"] = srnn.config.z
     if as_json:
         out.print_json(json.dumps(result))
@@ -382,7 +383,8 @@ def evaluate(target, split, iwae, samples, kl, data_file, device, seed, first_in
         table.add_row(label, f"{r['per_sequence']:.4f}", f"{r['per_sequence_stderr']:.4f}", f"{r['total_frames']:.4f}")
     out.print(table)
     out.print(f"{len(sequences)} sequences, {result['frames']} frames, {seconds:.1f} s"
-              + (f"; active latent units {result['active_units']} of {srnn.config.z}" if active_units else ""))
+              + (f"; active latent units {result['active_units']} of {srnn.config.z} "
+                 f"({result['active_units_residual']} beyond the prior mean)" if active_units else ""))
 
 
 # ----------------------------------------------------------------------------- sample

@@ -31,10 +31,14 @@ class SequenceScores:
     lengths: np.ndarray
     iwae: np.ndarray | None = None
     posterior_mean_variance: np.ndarray | None = None  # per latent dimension, over all frames
+    residual_mean_variance: np.ndarray | None = None  # the same for E_q[z_t] - E_p[z_t]
 
-    def active_units(self, threshold: float = 0.01) -> int:
-        """Latent dimensions whose posterior mean varies over the data: Var_x(E_q[z_t]) > threshold."""
-        return int((self.posterior_mean_variance > threshold).sum())
+    def active_units(self, threshold: float = 0.01, residual: bool = False) -> int:
+        """Latent dimensions whose posterior mean varies over the data: Var_x(E_q[z_t]) > threshold. With
+        ``residual``, the part of the posterior mean the prior does not already predict, E_q[z_t] - E_p[z_t]:
+        the prior mean moves with d_t, so in the SRNN every unit moves even when q copies p."""
+        variance = self.residual_mean_variance if residual else self.posterior_mean_variance
+        return int((variance > threshold).sum())
 
     def per_frame(self, values=None) -> dict:
         """The paper's normalisation (mean over sequences of value / frames, with its standard error)
@@ -92,7 +96,7 @@ def score_sequences(srnn: SRNN, sequences, kl: str = "analytic", samples: int = 
     n = len(sequences)
     elbo, recon, kl_sum = np.zeros(n), np.zeros(n), np.zeros(n)
     bound = np.zeros(n) if iwae else None
-    means = []
+    means, residuals = [], []
     for group in length_batches(lengths, max_frames):
         x, u, mask = padded([sequences[i] for i in group], first_input=first_input)
         batch = to_batch(x, u, mask, d_dim=srnn.config.d, z_dim=srnn.config.z, device=device)
@@ -105,14 +109,16 @@ def score_sequences(srnn: SRNN, sequences, kl: str = "analytic", samples: int = 
             log_w = torch.stack([batch_scores(srnn, batch, kl, paths)[2] for _ in range(iwae)])
             bound[group] = (torch.logsumexp(log_w, 0) - math.log(iwae)).cpu().numpy()
         if active_units:
-            _, guide_trace = traces(srnn, batch, paths)
-            means.append(torch.stack([guide_trace.nodes[f"z_{t + 1}"]["fn"].mean for t in range(batch.steps)], 1)
-                         [batch.mask].cpu().numpy())
+            model_trace, guide_trace = traces(srnn, batch, paths)
+            q_mean, p_mean = (torch.stack([tr.nodes[f"z_{t + 1}"]["fn"].mean for t in range(batch.steps)], 1)
+                              [batch.mask].cpu().numpy() for tr in (guide_trace, model_trace))
+            means.append(q_mean)
+            residuals.append(q_mean - p_mean)
         if on_batch:
             on_batch(int(mask.sum()))
     elbo = recon - kl_sum
-    variance = np.concatenate(means).var(0) if active_units else None
-    return SequenceScores(elbo, recon, kl_sum, lengths, bound, variance)
+    variances = [np.concatenate(v).var(0) for v in (means, residuals)] if active_units else [None, None]
+    return SequenceScores(elbo, recon, kl_sum, lengths, bound, *variances)
 
 
 def make_elbo(kind: str):

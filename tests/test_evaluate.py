@@ -124,9 +124,20 @@ def test_active_units_count_posterior_means_that_move(trained):
     seqs = [random_roll(rng, n, 0.1) for n in (12, 20, 9)]
     idle = score_sequences(idle_latent_model(), seqs, active_units=True)  # q's mean is a constant there
     assert idle.active_units() == 0 and idle.posterior_mean_variance.max() < 1e-10
+    assert idle.active_units(residual=True) == 0
     torch.manual_seed(0)
     busy = score_sequences(randomised(SRNN(tiny_config()), 5), seqs, active_units=True)
     assert busy.active_units() == int((busy.posterior_mean_variance > 0.01).sum()) > 0
+    assert busy.active_units(residual=True) == int((busy.residual_mean_variance > 0.01).sum()) > 0
+
+
+def test_residual_units_are_inactive_when_q_copies_a_moving_prior():
+    srnn = idle_latent_model()
+    with torch.no_grad():  # the prior mean now follows d_t; q's residual stays zero
+        srnn.prior.mean_out.weight.normal_()
+    rng = np.random.default_rng(4)
+    scores = score_sequences(srnn, [random_roll(rng, n, 0.2) for n in (15, 25)], active_units=True)
+    assert scores.active_units() > 0 and scores.active_units(residual=True) == 0
 
 
 def test_first_input_x1_changes_only_through_u1(trained):
