@@ -48,6 +48,7 @@ def main():
         fig, ax = plt.subplots(figsize=(7, 4))
         for name, r in runs:
             ax.plot([m["epoch"] for m in r["metrics"]], [m["train_kl"] for m in r["metrics"]], label=name)
+        ax.set_yscale("log")  # the first epoch, before the model has learnt anything, dwarfs the rest
         ax.set_xlabel("epoch")
         ax.set_ylabel("KL per frame (nats, training)")
         ax.set_title(f"KL term per epoch, paper configuration, variant {variant}")
