@@ -25,6 +25,14 @@ out = Console(width=None if sys.stdout.isatty() else 120)
 DATASETS = ("jsb", "nottingham", "muse", "piano", "bach", "merged")
 
 
+def numbers_table(title: str, columns) -> Table:
+    """A table of right-aligned columns, the shape of every summary this command line prints."""
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="right")
+    return table
+
+
 class UserError(click.ClickException):
     """A problem the user can fix; shown as one line, exit code 1."""
 
@@ -156,9 +164,8 @@ def info(file, as_json):
 
 def _print_summary(data):
     a = data.attrs
-    table = Table(title=f"{a['dataset']} ({a['variant']}, {a['frame_name']} frames)  {data.path}")
-    for col in ("split", "sequences", "frames", "notes/frame", "length min-max"):
-        table.add_column(col, justify="right")
+    table = numbers_table(f"{a['dataset']} ({a['variant']}, {a['frame_name']} frames)  {data.path}",
+                          ("split", "sequences", "frames", "notes/frame", "length min-max"))
     for split, s in data.summary().items():
         table.add_row(split, str(s["sequences"]), str(s["frames"]), f"{s['notes_per_frame']:.2f}",
                       f"{s['min_length']}-{s['max_length']}")
@@ -296,9 +303,8 @@ def _without_option(argv, name):
 
 def _print_training_summary(run_dir: Path):
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    table = Table(title=f"training summary  {run_dir}")
-    for col in ("epoch", "train ELBO", "recon", "KL", "KL temp", "lr", "frames/s", "valid ELBO"):
-        table.add_column(col, justify="right")
+    table = numbers_table(f"training summary  {run_dir}",
+                          ("epoch", "train ELBO", "recon", "KL", "KL temp", "lr", "frames/s", "valid ELBO"))
     for m in rows:
         table.add_row(str(m["epoch"]), f"{m['train_elbo']:.4f}", f"{m['train_reconstruction']:.4f}",
                       f"{m['train_kl']:.4f}", f"{m['kl_temperature']:.2f}", f"{m['lr']:.2e}",
@@ -373,9 +379,8 @@ def evaluate(target, split, iwae, samples, kl, data_file, device, seed, first_in
     if as_json:
         out.print_json(json.dumps(result))
         return
-    table = Table(title=f"{data.dataset} {split}: {checkpoint}")
-    for col in ("nats per frame", "per sequence (paper)", "± s.e.", "total frames"):
-        table.add_column(col, justify="right")
+    table = numbers_table(f"{data.dataset} {split}: {checkpoint}",
+                          ("nats per frame", "per sequence (paper)", "± s.e.", "total frames"))
     rows = [("ELBO", result["elbo"]), ("  reconstruction", result["reconstruction"]), ("  KL", result["kl_term"])]
     if iwae:
         rows.append((f"IWAE bound, K={iwae}", result["iwae"]))
@@ -522,16 +527,13 @@ def bench(size, repeats, device, eval_data, as_json):
     if as_json:
         out.print_json(json.dumps(r))
         return
-    table = Table(title=f"{size} size, batch 16 x 100, torch {r['torch']}, {r['threads']} threads, {r['device']}")
-    for col in ("step (median)", "seconds", "GFLOP/s", "of matmul peak"):
-        table.add_column(col, justify="right")
+    table = numbers_table(f"{size} size, batch 16 x 100, torch {r['torch']}, {r['threads']} threads, {r['device']}",
+                          ("step (median)", "seconds", "GFLOP/s", "of matmul peak"))
     for name, seconds in r["step_seconds"].items():
         table.add_row(name, f"{seconds:.3f}", f"{r['achieved_gflops'][name]:.1f}",
                       f"{100 * r['fraction_of_matmul_peak'][name]:.1f}%")
     out.print(table)
-    parts = Table(title="where a step's time goes (forward + backward, medians)")
-    parts.add_column("part")
-    parts.add_column("seconds", justify="right")
+    parts = numbers_table("where a step's time goes (forward + backward, medians)", ("part", "seconds"))
     for name, seconds in r["breakdown_seconds"].items():
         parts.add_row(name, f"{seconds:.3f}")
     out.print(parts)
