@@ -299,15 +299,11 @@ class Trainer:
         for i, (x, u, mask) in enumerate(tbptt_chunks(streams, c.seq_len)):
             batch = to_batch(x, u, mask, d_carry, z_carry, device=self.device)
             temperature = kl_temperature(c, self.step_count, self.batches_per_epoch)
-            try:
-                loss, reconstruction, (d_carry, z_carry) = self.step(batch, temperature)
-                problem = None if math.isfinite(loss) and math.isfinite(self.last_grad_norm) else \
-                    f"the loss became {loss} (gradient norm {self.last_grad_norm})"
-            except ValueError as exc:  # distribution validation: parameters became NaN or infinite
-                problem = f"a distribution parameter became invalid ({str(exc).splitlines()[0][:120]})"
-            if problem:
-                raise TrainingDiverged(f"training diverged: {problem} at epoch {self.epoch + 1}, step {i + 1}; "
-                                       f"{self.run_dir} keeps the checkpoints of epoch {self.epoch}")
+            loss, reconstruction, (d_carry, z_carry) = self.step(batch, temperature)
+            if not (math.isfinite(loss) and math.isfinite(self.last_grad_norm)):
+                raise TrainingDiverged(
+                    f"training diverged: the loss became {loss} (gradient norm {self.last_grad_norm}) at epoch "
+                    f"{self.epoch + 1}, step {i + 1}; {self.run_dir} keeps the checkpoints of epoch {self.epoch}")
             frames = int(mask.sum())
             # loss = -(reconstruction - temperature * KL) per frame
             kl = (loss * frames + reconstruction) / temperature
