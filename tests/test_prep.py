@@ -180,3 +180,16 @@ def test_merged_is_the_four_benchmarks_split_by_split(source_dir, tmp_path, monk
         assert len(s) == sum(CANONICAL[n][0][i] for n in CANONICAL)
         assert int(s.lengths.sum()) == sum(CANONICAL[n][1][i] for n in CANONICAL)
         assert s.names[0].startswith("jsb/") and s.names[-1].startswith("piano/")
+
+
+def test_zip_of_midi_files_with_split_folders(tmp_path):
+    import zipfile
+
+    rolls = _midi_folder(tmp_path / "m", np.random.default_rng(5), counts=(2, 1, 1))
+    with zipfile.ZipFile(tmp_path / "Nottingham.zip", "w") as z:
+        for path in (tmp_path / "m").rglob("*.mid"):
+            z.write(path, f"Nottingham/{path.relative_to(tmp_path / 'm')}")
+    prepared = prepare_benchmark("nottingham", source=str(tmp_path / "Nottingham.zip"), transpose=False)
+    assert [len(prepared.splits[s]) for s in ("train", "valid", "test")] == [2, 1, 1]
+    np.testing.assert_array_equal(prepared.splits["valid"][0], rolls["valid0"])
+    assert prepared.splits["train"].names == ["Nottingham/train/train0", "Nottingham/train/train1"]
