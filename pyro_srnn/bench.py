@@ -43,23 +43,34 @@ def synthetic_batch(config: SRNNConfig, seed=0):
     return to_batch(x, shifted_inputs(x), np.ones((BATCH, STEPS), bool), d_dim=config.d, z_dim=config.z)
 
 
-def matmul_rate(n=2048) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def synchronize(device="cpu"):
+    """CUDA runs asynchronously: a timer must wait for the queued kernels."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_rate(n=2048, device="cpu") -> float:
+    """fp32 (TF32 off, PyTorch's default) n x n matrix product, FLOP/s."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     torch.mm(a, b)
+    synchronize(device)
     started = time.perf_counter()
     torch.mm(a, b)
+    synchronize(device)
     return 2 * n ** 3 / (time.perf_counter() - started)
 
 
-def interleaved(candidates: dict, repeats: int) -> dict:
+def interleaved(candidates: dict, repeats: int, device="cpu") -> dict:
     """Median seconds of each candidate, run round-robin so that machine noise hits all alike."""
     for fn in candidates.values():  # warm-up
         fn()
     times = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, fn in candidates.items():
+            synchronize(device)
             started = time.perf_counter()
             fn()
+            synchronize(device)
             times[name].append(time.perf_counter() - started)
     return {name: statistics.median(t) for name, t in times.items()}
 
@@ -83,6 +94,7 @@ def hand_coded_loss(srnn: SRNN, batch, kl_scale=1.0):
 
 def breakdown(srnn: SRNN, batch, repeats: int) -> dict:
     """Forward + backward seconds of the parts of a step."""
+    device = batch.x.device
     d = srnn.forward_path(batch.u, batch.d0).detach()
     inputs = torch.cat([d, srnn.embed(batch.x)], -1).detach()
 
@@ -93,7 +105,7 @@ def breakdown(srnn: SRNN, batch, repeats: int) -> dict:
         return fn
 
     def gru_d():
-        return srnn.gru_d(torch.randn(batch.size, batch.steps, srnn.config.hidden))[0].sum()
+        return srnn.gru_d(torch.randn(batch.size, batch.steps, srnn.config.hidden, device=device))[0].sum()
 
     def gru_a():
         return srnn.gru_a(inputs)[0].sum() if not srnn.config.filtering else srnn.filtering_path(inputs).sum()
@@ -101,10 +113,10 @@ def breakdown(srnn: SRNN, batch, repeats: int) -> dict:
     def hoisted():  # the two embeddings, the c_t parts of the first layers and the emission, over all steps
         e = srnn.embed(batch.u).sum() + srnn.embed(batch.x).sum()
         pre = torch.stack(srnn.prior.precompute(d), 1).sum() + torch.stack(srnn.posterior.precompute(d), 1).sum()
-        return e + pre + srnn.emission(d, torch.zeros(batch.size, batch.steps, srnn.config.z)).sum()
+        return e + pre + srnn.emission(d, torch.zeros(batch.size, batch.steps, srnn.config.z, device=device)).sum()
 
     return interleaved({"forward GRU": run(gru_d), "backward GRU": run(gru_a), "hoisted layers": run(hoisted),
-                        "hand-coded step (no Pyro)": run(lambda: hand_coded_loss(srnn, batch))}, repeats)
+                        "hand-coded step (no Pyro)": run(lambda: hand_coded_loss(srnn, batch))}, repeats, device)
 
 
 def peak_memory_mb(size: str) -> float:
@@ -133,6 +145,16 @@ def peak_memory_mb(size: str) -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
+def cuda_peak_memory_mb(step, device) -> float:
+    """Peak GPU memory allocated during one step beyond what was allocated before it."""
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    step()
+    synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2 ** 20
+
+
 def evaluation_seconds(data_file: str, size: str = "paper", split: str = "test", device="cpu") -> dict:
     """Seconds to score every full sequence of a split with a model of the given size (untrained: the
     work does not depend on the weights)."""
@@ -141,8 +163,10 @@ def evaluation_seconds(data_file: str, size: str = "paper", split: str = "test",
     torch.manual_seed(0)
     srnn = SRNN(SRNNConfig(**SIZES[size])).to(device)
     sequences = PianoRollFile(data_file).split(split).sequences()
+    synchronize(device)
     started = time.perf_counter()
     score_sequences(srnn, sequences, device=device)
+    synchronize(device)
     seconds = time.perf_counter() - started
     frames = sum(map(len, sequences))
     return {"data": data_file, "split": split, "sequences": len(sequences), "frames": frames, "seconds": seconds,
@@ -176,18 +200,21 @@ def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") ->
         return fn
 
     steps = interleaved({"ours trace": ours("trace"), "ours analytic": ours("analytic"),
-                         "naive trace": baseline("trace"), "naive analytic": baseline("analytic")}, repeats)
-    rate = statistics.median(matmul_rate() for _ in range(5))
+                         "naive trace": baseline("trace"), "naive analytic": baseline("analytic")}, repeats, device)
+    rate = statistics.median(matmul_rate(device=device) for _ in range(5))
     flops = step_flops(config, BATCH * STEPS)
     parts = breakdown(srnn, batch, repeats)
 
     rng = np.random.default_rng(1)
     sequences = [(rng.random((400, 88)) < KEYS_ON / 88).astype(np.uint8) for _ in range(8)]
+    synchronize(device)
     started = time.perf_counter()
     score_sequences(srnn, sequences, device=device)
+    synchronize(device)
     eval_fps = 8 * 400 / (time.perf_counter() - started)
     started = time.perf_counter()
     sample_rolls(srnn, 200, 16)
+    synchronize(device)
     sample_fps = 16 * 200 / (time.perf_counter() - started)
 
     result = {
@@ -201,7 +228,10 @@ def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") ->
         "fraction_of_matmul_peak": {k: flops / v / rate for k, v in steps.items()},
         "eval_frames_per_second": eval_fps, "sample_frames_per_second": sample_fps,
     }
-    if str(device) == "cpu":
+    if torch.device(device).type == "cuda":
+        result["device_name"] = torch.cuda.get_device_name(device)
+        result["peak_step_memory_mb"] = cuda_peak_memory_mb(ours("trace"), device)
+    else:
         result["peak_step_memory_mb"] = peak_memory_mb(size)
     return result
 

@@ -14,14 +14,24 @@ def rank_and_world(device: torch.device) -> tuple:
     if world == 1:
         return 0, 1
     if not dist.is_initialized():
+        if device.type == "cuda":  # one GPU per process: NCCL refuses two ranks on one device
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size()
+
+
+def process_device(device: torch.device) -> torch.device:
+    """This process's own GPU under torchrun (cuda:LOCAL_RANK), else ``device`` unchanged."""
+    if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
 
 
 def sum_over_processes(values: list, world: int) -> list:
     if world == 1:
         return values
-    t = torch.tensor(values, dtype=torch.float64)
+    on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor(values, dtype=torch.float64, device=on)
     dist.all_reduce(t)
     return t.tolist()
 

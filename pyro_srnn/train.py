@@ -110,6 +110,7 @@ def svi_step(srnn: SRNN, elbo, optimizer, config: SRNNConfig, batch, temperature
     training on several processes. Returns the loss per frame, the summed reconstruction term, the
     detached states (d_T, z_T) to carry, and the gradient norm before rescaling."""
     carried = {}
+    srnn.train()  # after an evaluation: cuDNN's GRU has no backward pass in eval mode
 
     def guide(*args):
         carried["states"] = srnn.guide(*args)
@@ -149,7 +150,7 @@ class Hooks:
 class Trainer:
     def __init__(self, config: SRNNConfig, data: PianoRollFile, run_dir, device="cpu", hooks: Hooks | None = None):
         self.config, self.data, self.run_dir = config, data, Path(run_dir)
-        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.device = distributed.process_device(resolve_device(device) if isinstance(device, str) else device)
         self.hooks = hooks or Hooks()
         self.rank, self.world = distributed.rank_and_world(self.device)
         if config.batch_size % self.world:

@@ -39,5 +39,16 @@ case "${1:-}" in
     done
     run paper-piano-boulanger data/piano.h5 100 $PAPER --elbo "${BEST_ELBO:-analytic}"
     ;;
-  *) echo "usage: $0 a|b" >&2; exit 2 ;;
+  c)  # the paper's configuration on the other two Boulanger-variant datasets
+    run paper-nottingham-boulanger data/nottingham.h5 100 $PAPER --elbo "${BEST_ELBO:-analytic}"
+    run paper-muse-boulanger data/muse.h5 100 $PAPER --elbo "${BEST_ELBO:-analytic}"
+    ;;
+  grid)  # the poster's architecture grid (RESULTS section 4); DATA=jsb|piano
+    ds=${DATA:-jsb}
+    "$SRNN" sweep --data "data/$ds-srnn.h5" --grid "a=30,300 d=30,300 z=10,100 seq-len=50,100" --epochs 20 \
+      --out "runs/grid-$ds" > "runs/grid-$ds.log" 2>&1 || { echo "FAILED grid-$ds"; exit 1; }
+    mkdir -p "docs/runs/grid-$ds" && cp "runs/grid-$ds/results.md" "runs/grid-$ds/results.csv" "docs/runs/grid-$ds/"
+    echo "done grid-$ds"
+    ;;
+  *) echo "usage: $0 a|b|c|grid" >&2; exit 2 ;;
 esac

@@ -1,0 +1,91 @@
+"""On a GPU the model is the same model: the same ELBO, gradients and scores as on the CPU, and a run
+started on a GPU continues on a CPU. Skipped where PyTorch sees no CUDA device."""
+import json
+
+import numpy as np
+import pyro.distributions as dist
+import pytest
+import torch
+
+from data_prep.h5 import PianoRollFile, Split
+from data_prep.midi import SRNN_GRID
+from data_prep.prep import Prepared
+from pyro_srnn.batching import tbptt_chunks, to_batch
+from pyro_srnn.evaluate import make_elbo, score_sequences
+from pyro_srnn.model import SRNN
+from pyro_srnn.train import Trainer
+from tests.conftest import random_roll, tiny_config
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture
+def random_file(tmp_path):
+    rng = np.random.default_rng(0)
+    splits = {s: Split.from_sequences([random_roll(rng, frames=int(rng.integers(30, 60))) for _ in range(n)],
+                                      [f"{s}{i}" for i in range(n)])
+              for s, n in (("train", 8), ("valid", 3), ("test", 3))}
+    path = tmp_path / "random.h5"
+    Prepared("random", "srnn", SRNN_GRID, splits).write(path, command="tests")
+    return path
+
+
+@pytest.fixture
+def posterior_mean_z(monkeypatch):
+    # z at the posterior mean: the two devices draw different noise, so compare the deterministic part;
+    # and full fp32 in cuDNN's GRU (PyTorch lets it use TF32, 10-bit mantissas, by default)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(dist.Normal, "rsample", lambda self, sample_shape=torch.Size(): self.loc.expand(
+        torch.Size(sample_shape) + self.loc.shape))
+
+
+@pytest.mark.parametrize("kind", ["trace", "analytic"])
+def test_loss_and_gradients_on_cuda_equal_cpu(random_file, posterior_mean_z, kind):
+    config = tiny_config(d=12, a=10, z=4, hidden=16)
+    torch.manual_seed(0)
+    cpu = SRNN(config)
+    gpu = SRNN(config)
+    gpu.load_state_dict(cpu.state_dict())
+    gpu.cuda()
+    streams = np.stack([s[:30] for s in PianoRollFile(random_file).split("train").sequences()[:4]])
+    x, u, mask = next(tbptt_chunks(streams, 30))
+    grads = []
+    for srnn, device in ((cpu, "cpu"), (gpu, "cuda")):
+        batch = to_batch(x, u, mask, d_dim=config.d, z_dim=config.z, device=device)
+        loss = srnn(batch, make_elbo(kind))
+        loss.backward()
+        grads.append((loss.item(), {k: p.grad.cpu() for k, p in srnn.named_parameters()}))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
+    for name, g in grads[0][1].items():
+        torch.testing.assert_close(grads[1][1][name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_scores_on_cuda_equal_cpu(random_file, posterior_mean_z):
+    torch.manual_seed(0)
+    srnn = SRNN(tiny_config())
+    sequences = PianoRollFile(random_file).split("test").sequences()
+    on_cpu = score_sequences(srnn, sequences, device="cpu").per_frame()
+    on_gpu = score_sequences(srnn.cuda(), sequences, device="cuda").per_frame()
+    for key, value in on_cpu.items():
+        assert on_gpu[key] == pytest.approx(value, rel=1e-5), key
+
+
+def test_run_started_on_cuda_resumes_on_cpu(random_file, tmp_path):
+    data = PianoRollFile(random_file)
+    first = Trainer(tiny_config(epochs=2), data, tmp_path / "run", "cuda")
+    first.start()
+    first.train_epoch()
+    first.epoch = 1
+    first._checkpoint(tmp_path / "run" / "last.pt")
+    first._unlock()
+    on_gpu = {k: v.cpu() for k, v in first.srnn.state_dict().items()}
+
+    second = Trainer(tiny_config(epochs=2), data, tmp_path / "run", "cpu")
+    second.start(resume=True)
+    for name, value in second.srnn.state_dict().items():
+        assert value.device.type == "cpu" and torch.equal(value, on_gpu[name]), name
+    assert all(s.device.type == "cpu" for state in second.optimizer.state.values() for s in state.values()
+               if torch.is_tensor(s))
+    history = second.fit()
+    assert [m["epoch"] for m in history] == [2] and np.isfinite(history[0]["valid_elbo"])
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["device"] == "cuda"
