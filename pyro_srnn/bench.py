@@ -14,6 +14,7 @@ import torch
 
 from .batching import padded, shifted_inputs, to_batch
 from .config import SRNNConfig
+from .elbo import PYRO_ELBOS
 from .evaluate import make_elbo, score_sequences
 from .model import SRNN, Paths
 from .sample import sample_rolls
@@ -188,7 +189,7 @@ def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") ->
         return lambda: svi_step(srnn, elbo, optimizer, config, batch)
 
     def baseline(kind):
-        elbo = make_elbo(kind)
+        elbo = PYRO_ELBOS[kind]()
 
         def fn():
             with pyro.validation_enabled(True):

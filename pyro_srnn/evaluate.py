@@ -18,6 +18,7 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
 from .batching import length_batches, padded, to_batch
+from .elbo import STACKED_ELBOS
 from .model import SRNN, Batch, Paths
 
 
@@ -122,5 +123,6 @@ def score_sequences(srnn: SRNN, sequences, kl: str = "analytic", samples: int = 
 
 
 def make_elbo(kind: str):
-    """'trace': Trace_ELBO (KL by sampling); 'analytic': TraceMeanField_ELBO (analytic KL per step)."""
-    return pyro.infer.TraceMeanField_ELBO() if kind == "analytic" else pyro.infer.Trace_ELBO()
+    """'trace': Trace_ELBO (KL by sampling); 'analytic': TraceMeanField_ELBO (analytic KL per step); each
+    with the z_t terms summed over the stacked steps (:mod:`pyro_srnn.elbo`)."""
+    return STACKED_ELBOS[kind]()
