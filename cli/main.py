@@ -200,6 +200,9 @@ def parse_augment(value):
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULT.lr, show_default=True)
 @click.option("--elbo", type=click.Choice(["trace", "analytic"]), default=DEFAULT.elbo, show_default=True,
               help="trace: Trace_ELBO; analytic: TraceMeanField_ELBO (analytic KL per step, as the paper).")
+@click.option("--schedule", type=click.Choice(["scaled", "fixed"]), default=DEFAULT.schedule, show_default=True,
+              help="KL warm-up and constant learning rate: 20 epochs each as the paper (fixed), or their 40% "
+                   "share of --epochs when that is under 50 (scaled).")
 @click.option("--filtering", is_flag=True, help="Ablation: a_t from an MLP of [d_t, e(x_t)], no backward GRU.")
 @click.option("--no-residual", is_flag=True, help="Ablation: posterior mean not added to the prior mean.")
 @click.option("--augment", help="transpose[:R]: shift each training stream by a random -R..R semitones per epoch.")
@@ -212,8 +215,8 @@ def parse_augment(value):
                    "(gloo on CPU, nccl on GPUs); the streams of a batch are split between them.")
 @click.pass_context
 @friendly_errors
-def train(ctx, dataset, data_file, z, d, a, hidden, seq_len, batch_size, epochs, lr, elbo, filtering, no_residual,
-          augment, device, seed, run_dir, resume, nproc):
+def train(ctx, dataset, data_file, z, d, a, hidden, seq_len, batch_size, epochs, lr, elbo, schedule, filtering,
+          no_residual, augment, device, seed, run_dir, resume, nproc):
     """Train an SRNN with the paper's recipe; live progress, metrics.jsonl, last.pt and best.pt."""
     import time
 
@@ -222,7 +225,7 @@ def train(ctx, dataset, data_file, z, d, a, hidden, seq_len, batch_size, epochs,
     from pyro_srnn.train import Hooks, Trainer
 
     options = dict(z=z, d=d, a=a, hidden=hidden, seq_len=seq_len, batch_size=batch_size, epochs=epochs, lr=lr,
-                   elbo=elbo, filtering=filtering, residual=not no_residual, seed=seed,
+                   elbo=elbo, schedule=schedule, filtering=filtering, residual=not no_residual, seed=seed,
                    augment_transpose=parse_augment(augment))
     if resume and run_dir is None:
         run_dir = str(latest_run())

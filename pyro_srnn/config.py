@@ -32,6 +32,7 @@ class SRNNConfig:
     lr_decay: float = 1.2
     kl_start: float = 0.2  # KL temperature, linear per batch up to 1 over kl_anneal_epochs
     kl_anneal_epochs: float = 20.0
+    schedule: str = "scaled"  # "scaled": runs shorter than 50 epochs keep the proportions; "fixed": as written
     valid_every: int = 2  # epochs between validation ELBOs
     elbo: str = "trace"  # "trace": Trace_ELBO; "analytic": TraceMeanField_ELBO (the paper's analytic KL)
     augment_transpose: int = 0  # semitones of random transposition of training chunks (0: off)
@@ -45,6 +46,8 @@ class SRNNConfig:
             problems.append("lr must be positive")
         if self.elbo not in ("trace", "analytic"):
             problems.append(f"elbo must be 'trace' or 'analytic', not {self.elbo!r}")
+        if self.schedule not in ("scaled", "fixed"):
+            problems.append(f"schedule must be 'scaled' or 'fixed', not {self.schedule!r}")
         if not 0 < self.kl_start <= 1:
             problems.append("kl_start must be in (0, 1]")
         if problems:
@@ -52,10 +55,10 @@ class SRNNConfig:
 
             raise SRNNError("invalid configuration: " + "; ".join(problems))
 
-    # The paper's schedules are for 50 epochs; shorter runs keep their proportions (40% warm-up).
+    # The paper's schedules are for 50 epochs; by default shorter runs keep their proportions (40% warm-up).
     @property
     def schedule_scale(self) -> float:
-        return min(1.0, self.epochs / PAPER_EPOCHS)
+        return min(1.0, self.epochs / PAPER_EPOCHS) if self.schedule == "scaled" else 1.0
 
     @property
     def effective_kl_anneal_epochs(self) -> float:

@@ -73,6 +73,9 @@ def test_schedules_follow_the_paper():
     short = tiny_config(epochs=10)  # 40% warm-up kept: 4 epochs
     assert kl_temperature(short, 20, 10) == pytest.approx(0.6)
     assert learning_rate(short, 3) == 1e-3 and learning_rate(short, 4) == pytest.approx(1e-3 / 1.2)
+    fixed = tiny_config(epochs=10, schedule="fixed")  # the paper's 20 epochs whatever the length
+    assert kl_temperature(fixed, 50, 10) == pytest.approx(0.4)
+    assert learning_rate(fixed, 9) == 1e-3
 
 
 def test_training_raises_the_validation_elbo(bach_file, tmp_path):
