@@ -17,6 +17,7 @@ from .config import SRNNConfig
 from .elbo import PYRO_ELBOS
 from .evaluate import make_elbo, score_sequences
 from .model import SRNN, Paths
+from .numerics import denormals_flushed
 from .sample import sample_rolls
 from .train import make_optimizer, svi_step
 
@@ -156,6 +157,7 @@ def cuda_peak_memory_mb(step, device) -> float:
     return (torch.cuda.max_memory_allocated(device) - before) / 2 ** 20
 
 
+@denormals_flushed()
 def evaluation_seconds(data_file: str, size: str = "paper", split: str = "test", device="cpu") -> dict:
     """Seconds to score every full sequence of a split with a model of the given size (untrained: the
     work does not depend on the weights)."""
@@ -174,6 +176,7 @@ def evaluation_seconds(data_file: str, size: str = "paper", split: str = "test",
             "frames_per_second": frames / seconds}
 
 
+@denormals_flushed()  # as training and evaluation run
 def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") -> dict:
     from benchmarks.naive_srnn import NaiveSRNN
 

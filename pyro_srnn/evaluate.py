@@ -19,6 +19,7 @@ from torch.distributions import kl_divergence
 
 from .batching import length_batches, padded, to_batch
 from .elbo import STACKED_ELBOS
+from .numerics import denormals_flushed
 from .model import SRNN, Batch, Paths
 
 
@@ -85,6 +86,7 @@ def batch_scores(srnn: SRNN, batch: Batch, kl: str = "analytic", paths: Paths | 
 
 
 @torch.no_grad()
+@denormals_flushed()
 def score_sequences(srnn: SRNN, sequences, kl: str = "analytic", samples: int = 1, iwae: int = 0,
                     max_frames: int = 32_000, device="cpu", on_batch=None, first_input: str = "zero",
                     active_units: bool = False) -> SequenceScores:

@@ -7,9 +7,11 @@ import torch
 
 from .batching import padded, to_batch
 from .model import SRNN
+from .numerics import denormals_flushed
 
 
 @torch.no_grad()
+@denormals_flushed()
 def sample_rolls(srnn: SRNN, steps: int, n: int = 1, prime: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
     """``n`` piano rolls (n, len(prime) + steps, 88) as uint8. With a primer, its frames come first: they are
     run through the model (d from the GRU, z from the guide) and sampling continues from the last state."""

@@ -26,6 +26,7 @@ from .config import SRNNConfig
 from .errors import SRNNError, TrainingDiverged
 from . import distributed
 from .evaluate import make_elbo, score_sequences
+from .numerics import denormals_flushed
 from .model import SRNN
 
 CHECKPOINT_FORMAT = "pyro-srnn-checkpoint-1"
@@ -247,6 +248,7 @@ class Trainer:
 
     # -- training
 
+    @denormals_flushed()
     def fit(self) -> list:
         """Train the remaining epochs; returns this call's per-epoch metrics. Releases the run directory
         when it ends, however it ends."""

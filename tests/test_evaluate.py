@@ -152,3 +152,19 @@ def test_first_input_x1_changes_only_through_u1(trained):
     a = score_sequences(trained.srnn, blank, kl="analytic")
     torch.manual_seed(0)
     np.testing.assert_allclose(a.elbo, score_sequences(trained.srnn, blank, kl="analytic", first_input="x1").elbo)
+
+
+def test_scoring_flushes_denormals_and_restores_the_mode(monkeypatch):
+    """Padded steps drive GRU states through denormal floats, which CPUs multiply many times slower."""
+    from pyro_srnn import evaluate
+    from pyro_srnn.numerics import _flushing
+
+    seen = []
+    original = evaluate.batch_scores
+    monkeypatch.setattr(evaluate, "batch_scores", lambda *a, **k: seen.append(_flushing()) or original(*a, **k))
+    torch.manual_seed(0)
+    srnn = SRNN(tiny_config())
+    rng = np.random.default_rng(0)
+    before = _flushing()
+    evaluate.score_sequences(srnn, [random_roll(rng, 30), random_roll(rng, 12)])
+    assert seen and all(seen) and _flushing() == before
