@@ -43,6 +43,16 @@ case "${1:-}" in
     run paper-nottingham-boulanger data/nottingham.h5 100 $PAPER --elbo "${BEST_ELBO:-analytic}"
     run paper-muse-boulanger data/muse.h5 100 $PAPER --elbo "${BEST_ELBO:-analytic}"
     ;;
+  d)  # the schedule question of RESULTS section 3, and the merged-data run at reduced length (10 epochs)
+    run small-jsb-srnn-fixed data/jsb-srnn.h5 0 $SMALL --schedule fixed
+    run merged-small data/merged.h5 0 --d 30 --a 30 --z 10 --epochs 10
+    for ds in jsb nottingham muse piano; do  # the merged model on each dataset's own test split
+      out=docs/runs/merged-small/test-$ds.json
+      [ -s "$out" ] || { "$SRNN" evaluate runs/merged-small --data "data/$ds.h5" --split test --json > "$out.tmp" \
+        && mv "$out.tmp" "$out"; }
+    done
+    run small-piano-srnn-fixed data/piano-srnn.h5 0 $SMALL --schedule fixed
+    ;;
   grid)  # the poster's architecture grid (RESULTS section 4); DATA=jsb|piano
     ds=${DATA:-jsb}
     "$SRNN" sweep --data "data/$ds-srnn.h5" --grid "a=30,300 d=30,300 z=10,100 seq-len=50,100" --epochs 20 \
@@ -50,5 +60,5 @@ case "${1:-}" in
     mkdir -p "docs/runs/grid-$ds" && cp "runs/grid-$ds/results.md" "runs/grid-$ds/results.csv" "docs/runs/grid-$ds/"
     echo "done grid-$ds"
     ;;
-  *) echo "usage: $0 a|b|c|grid" >&2; exit 2 ;;
+  *) echo "usage: $0 a|b|c|d|grid" >&2; exit 2 ;;
 esac
