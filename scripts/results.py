@@ -7,6 +7,15 @@ RUNS = Path(__file__).resolve().parent.parent / "docs" / "runs"
 PAPER = {"jsb": -4.74, "nottingham": -2.94, "muse": -6.28, "piano": -8.20}
 POSTER = {"jsb": -5.37, "nottingham": -3.18, "muse": -7.43, "piano": -7.57}
 POSTER_SMALL = {"jsb": -5.04, "nottingham": -3.31, "muse": -7.56, "piano": -7.46}
+POSTER_MERGED = {"jsb": -5.64, "nottingham": -3.27, "muse": -7.64, "piano": -8.03}
+DATASETS = ("nottingham", "jsb", "muse", "piano")
+BOULANGER = {  # SPEC section 4: (Nottingham, JSB, MuseData, Piano), what the number is
+    "STORN": ((-2.85, -6.91, -6.16, -7.13), "bound"),
+    "TSBN": ((-3.67, -7.48, -6.81, -7.98), "bound"),
+    "DMM": ((-2.96, -6.93, -6.99, -7.98), "ELBO (total frames)"),
+    "DMM-Aug": ((-2.68, -6.29, -6.36, -7.59), "importance sampled"),
+    "RNN-NADE": ((-2.31, -5.19, -5.60, -7.05), "exact"),
+}
 
 
 def load(name):
@@ -35,6 +44,41 @@ def main():
         print(f"| {folder.name} | {r['metrics'][-1]['epoch']} | {r['config']['elbo']} | {t['elbo']['per_sequence']:.3f} | "
               f"{t['elbo']['per_sequence_stderr']:.3f} | {t['elbo']['total_frames']:.3f} | {iwae} | "
               f"{fmt(PAPER.get(ds)) if folder.name.startswith('paper') and 'srnn' in folder.name else ''} | {fmt(ref.get(ds))} |")
+    boulanger_table()
+    merged_table()
+    plots()
+
+
+def boulanger_table():
+    print("\nVariant boulanger, paper configuration, against the models that were measured on these rolls:\n")
+    print("| model | " + " | ".join(DATASETS) + " | what |")
+    print("|---|---|---|---|---|---|")
+    ours = {ds: load(f"paper-{ds}-boulanger") for ds in DATASETS}
+    cell = {ds: (f"{r['test']['elbo']['total_frames']:.2f}" if r else "") for ds, r in ours.items()}
+    print("| SRNN, ours | " + " | ".join(cell[ds] for ds in DATASETS) + " | ELBO (total frames) |")
+    cell = {ds: (f"{r['test']['iwae']['total_frames']:.2f}" if r and "iwae" in r["test"] else "")
+            for ds, r in ours.items()}
+    print("| SRNN, ours | " + " | ".join(cell[ds] for ds in DATASETS) + " | IWAE bound, K = 100 (total frames) |")
+    for name, (values, what) in BOULANGER.items():
+        print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {what} |")
+
+
+def merged_table():
+    folder = RUNS / "merged-small"
+    if not (folder / "test-jsb.json").is_file():
+        return
+    print("\nThe small SRNN trained on the four Boulanger-variant datasets merged (merged-small), on each test split:\n")
+    print("| dataset | merged, test ELBO (paper norm.) | total frames | trained on the dataset alone (small, boulanger) | poster, merged |")
+    print("|---|---|---|---|---|")
+    for ds in DATASETS:
+        t = json.loads((folder / f"test-{ds}.json").read_text())["elbo"]
+        alone = load(f"small-{ds}-boulanger")
+        print(f"| {ds} | {t['per_sequence']:.3f} | {t['total_frames']:.3f} | "
+              f"{alone['test']['elbo']['per_sequence']:.3f} |" if alone else f"| {ds} | {t['per_sequence']:.3f} | "
+              f"{t['total_frames']:.3f} | |", f"{POSTER_MERGED[ds]:.2f} |")
+
+
+def plots():
     import matplotlib
 
     matplotlib.use("Agg")
