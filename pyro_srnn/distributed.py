@@ -14,8 +14,8 @@ def rank_and_world(device: torch.device) -> tuple:
     if world == 1:
         return 0, 1
     if not dist.is_initialized():
-        if device.type == "cuda":  # one GPU per process: NCCL refuses two ranks on one device
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        if device.type == "cuda":  # this rank's own GPU (process_device): NCCL refuses two ranks on one GPU
+            torch.cuda.set_device(device)
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size()
 

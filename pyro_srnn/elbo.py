@@ -23,8 +23,8 @@ def _diagonal_normal(fn) -> bool:
 
 
 def _stacked_chain(model_trace, guide_trace):
-    """(latent site names, guide sites, model sites) when every latent site of both traces is a
-    diagonal Normal over one event dimension with a shared shape, else None."""
+    """(guide sites, model sites) of the latent variables, in the guide's order, when every latent site of
+    both traces is a diagonal Normal over one event dimension with a shared shape, else None."""
     names = [n for n, s in guide_trace.nodes.items() if s["type"] == "sample"]
     model_latent = {n for n, s in model_trace.nodes.items() if s["type"] == "sample" and not s["is_observed"]}
     if not names or model_latent != set(names):
