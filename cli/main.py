@@ -34,7 +34,11 @@ def numbers_table(title: str, columns) -> Table:
 
 
 class UserError(click.ClickException):
-    """A problem the user can fix; shown as one line, exit code 1."""
+    """A problem the user can fix; shown as one line, exit code 1 unless told otherwise."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def friendly_errors(fn):
@@ -45,10 +49,12 @@ def friendly_errors(fn):
         from data_prep.h5 import DataFileError
         from data_prep.midi import MidiError
         from data_prep.sources import SourceError
-        from pyro_srnn.errors import SRNNError
+        from pyro_srnn.errors import RunBusy, SRNNError
 
         try:
             return fn(*args, **kwargs)
+        except RunBusy as exc:
+            raise UserError(str(exc), exit_code=RunBusy.EXIT_CODE) from None
         except (DataFileError, MidiError, SourceError, SRNNError, FileExistsError, FileNotFoundError) as exc:
             raise UserError(str(exc)) from None
         except KeyboardInterrupt:
@@ -82,7 +88,11 @@ class RateColumn(ProgressColumn):
         self.unit = unit
 
     def render(self, task):
-        return Text(f"{task.speed or 0:>8.1f} {self.unit}/s", style="progress.data.speed")
+        # rich estimates speed from the last updates; a task done in one or two updates has none
+        speed = task.finished_speed or task.speed
+        if speed is None and task.elapsed:
+            speed = task.completed / task.elapsed
+        return Text(f"{speed or 0:>8.1f} {self.unit}/s", style="progress.data.speed")
 
 
 def progress_bar(unit="files", *extra_columns) -> Progress:
@@ -474,7 +484,8 @@ def _tmp(path: Path) -> Path:
 @friendly_errors
 def sweep(dataset, data_file, grid, epochs, jobs, shard, out_dir, device):
     """Train every configuration of a grid (skipping finished ones), then write results.md and results.csv
-    with validation and test ELBO per configuration, best first."""
+    with validation and test ELBO per configuration, best first. Sweeps may share a folder: a run that
+    another sweep is training is reported busy and left to it."""
     from pyro_srnn.sweep import collect_results, parse_grid, parse_shard, results_tables, run_sweep
     from pyro_srnn.train import resolve_device
 
@@ -496,7 +507,7 @@ def sweep(dataset, data_file, grid, epochs, jobs, shard, out_dir, device):
 
         outcomes = run_sweep(data_file, grid, epochs, out_dir, jobs, part,
                              extra=("--device", device), on_event=event)
-    failed = [p for p, code in outcomes if code]
+    failed = [p for p, outcome in outcomes if outcome == "failed"]
     rows = collect_results(out_dir, data_file, epochs, resolve_device(device))
     md, csv_text = results_tables(rows)
     (out_dir / "results.md").write_text(md)

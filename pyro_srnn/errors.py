@@ -4,3 +4,10 @@ class SRNNError(ValueError):
 
 class TrainingDiverged(SRNNError):
     """The loss became NaN or infinite; the run's checkpoints are left as they were."""
+
+
+class RunBusy(SRNNError):
+    """Another process is training in this run directory. `srnn train` exits with EXIT_BUSY so that a sweep
+    sharing its folder with another sweep can tell this apart from a failure and move on."""
+
+    EXIT_CODE = 75  # EX_TEMPFAIL of sysexits.h: try again later

@@ -11,7 +11,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .errors import SRNNError
+from .errors import RunBusy, SRNNError
 
 # grid keys are the option names of `srnn train`
 GRID_KEYS = {"a": int, "d": int, "z": int, "hidden": int, "seq-len": int, "batch-size": int, "lr": float,
@@ -65,7 +65,9 @@ def train_command(data: str, run_dir: Path, point: dict, epochs: int, extra=()) 
 
 def run_sweep(data: str, grid: str, epochs: int, out_dir, jobs: int = 1, shard=(0, 1), extra=(), on_event=None):
     """Train every configuration of this shard that is not finished yet, ``jobs`` at a time. Each run
-    writes its own log; a failed run is reported and the sweep goes on."""
+    writes its own log; a failed run is reported and the sweep goes on. A run that another process is
+    training is reported as busy and left to it, so several sweeps may share one folder (one per core,
+    started whenever a core comes free). Returns (point, outcome) pairs."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     points = [p for i, p in enumerate(parse_grid(grid)) if i % shard[1] == shard[0]]
@@ -75,12 +77,13 @@ def run_sweep(data: str, grid: str, epochs: int, out_dir, jobs: int = 1, shard=(
         run_dir = out_dir / run_name(point)
         if is_finished(run_dir, epochs):
             notify("skipped", point)
-            return point, 0
+            return point, "skipped"
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / "train.log", "a") as log:
             code = subprocess.call(train_command(data, run_dir, point, epochs, extra), stdout=log, stderr=log)
-        notify("finished" if code == 0 else "failed", point)
-        return point, code
+        outcome = {0: "finished", RunBusy.EXIT_CODE: "busy"}.get(code, "failed")
+        notify(outcome, point)
+        return point, outcome
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(one, points))

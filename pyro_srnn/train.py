@@ -23,7 +23,7 @@ from data_prep.h5 import PianoRollFile
 
 from .batching import make_streams, n_chunks, tbptt_chunks, to_batch, transpose_keys
 from .config import SRNNConfig
-from .errors import SRNNError, TrainingDiverged
+from .errors import RunBusy, SRNNError, TrainingDiverged
 from . import distributed
 from .evaluate import make_elbo, score_sequences
 from .numerics import denormals_flushed
@@ -223,7 +223,7 @@ class Trainer:
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SRNNError(f"{self.run_dir}: another process is training in this run directory") from None
+            raise RunBusy(f"{self.run_dir}: another process is training in this run directory") from None
 
     def _unlock(self):
         if getattr(self, "_lock_file", None):

@@ -19,6 +19,15 @@ run() {  # run NAME DATAFILE IWAE_K [train options...]
   echo "done $name"
 }
 
+evaluate_on_each_test_split() {  # NAME: a model trained on merged data, scored on each dataset's own test split
+  local ds out
+  for ds in jsb nottingham muse piano; do
+    out=docs/runs/$1/test-$ds.json
+    [ -s "$out" ] || { "$SRNN" evaluate "runs/$1" --data "data/$ds.h5" --split test --json > "$out.tmp" \
+      && mv "$out.tmp" "$out"; }
+  done
+}
+
 PAPER="--d 300 --a 300 --z 100 --epochs 50"
 SMALL="--d 30 --a 30 --z 10 --epochs 20"
 
@@ -46,19 +55,27 @@ case "${1:-}" in
   d)  # the schedule question of RESULTS section 3, and the merged-data run at reduced length (10 epochs)
     run small-jsb-srnn-fixed data/jsb-srnn.h5 0 $SMALL --schedule fixed
     run merged-small data/merged.h5 0 --d 30 --a 30 --z 10 --epochs 10
-    for ds in jsb nottingham muse piano; do  # the merged model on each dataset's own test split
-      out=docs/runs/merged-small/test-$ds.json
-      [ -s "$out" ] || { "$SRNN" evaluate runs/merged-small --data "data/$ds.h5" --split test --json > "$out.tmp" \
-        && mv "$out.tmp" "$out"; }
-    done
+    evaluate_on_each_test_split merged-small
     run small-piano-srnn-fixed data/piano-srnn.h5 0 $SMALL --schedule fixed
     ;;
-  grid)  # the poster's architecture grid (RESULTS section 4); DATA=jsb|piano
-    ds=${DATA:-jsb}
-    "$SRNN" sweep --data "data/$ds-srnn.h5" --grid "a=30,300 d=30,300 z=10,100 seq-len=50,100" --epochs 20 \
-      --out "runs/grid-$ds" > "runs/grid-$ds.log" 2>&1 || { echo "FAILED grid-$ds"; exit 1; }
-    mkdir -p "docs/runs/grid-$ds" && cp "runs/grid-$ds/results.md" "runs/grid-$ds/results.csv" "docs/runs/grid-$ds/"
-    echo "done grid-$ds"
+  e)  # the poster's merged-data run at its full length (50 epochs)
+    run merged-small-50 data/merged.h5 0 --d 30 --a 30 --z 10 --epochs 50
+    evaluate_on_each_test_split merged-small-50
     ;;
-  *) echo "usage: $0 a|b|c|d|grid" >&2; exit 2 ;;
+  units)  # RESULTS section 5: active latent units on the test split of every finished paper-size and merged run
+    for dir in runs/paper-* runs/merged-small*; do
+      name=$(basename "$dir") out=docs/runs/$(basename "$dir")/test-active-units.json
+      [ -d "$dir" ] && [ -s "docs/runs/$name/test.json" ] && [ ! -s "$out" ] || continue
+      "$SRNN" evaluate "$dir" --split test --active-units --json > "$out.tmp" && mv "$out.tmp" "$out" && echo "done $out"
+    done
+    ;;
+  grid)  # the poster's architecture grid (RESULTS section 4); DATA=jsb|piano, EPOCHS=20 (fewer: reduced scale)
+    ds=${DATA:-jsb} epochs=${EPOCHS:-20}
+    name=grid-$ds; [ "$epochs" = 20 ] || name=grid-$ds-${epochs}ep
+    "$SRNN" sweep --data "data/$ds-srnn.h5" --grid "a=30,300 d=30,300 z=10,100 seq-len=50,100" --epochs "$epochs" \
+      --out "runs/$name" >> "runs/$name.log" 2>&1 || { echo "FAILED $name"; exit 1; }
+    mkdir -p "docs/runs/$name" && cp "runs/$name/results.md" "runs/$name/results.csv" "docs/runs/$name/"
+    echo "done $name"
+    ;;
+  *) echo "usage: $0 a|b|c|d|e|units|grid" >&2; exit 2 ;;
 esac

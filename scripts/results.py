@@ -18,13 +18,16 @@ BOULANGER = {  # SPEC section 4: (Nottingham, JSB, MuseData, Piano), what the nu
 }
 
 
+def load_metrics(name):
+    return [json.loads(line) for line in (RUNS / name / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
 def load(name):
     folder = RUNS / name
     if not (folder / "test.json").is_file():
         return None
-    metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
     config = json.loads((folder / "config.json").read_text())["config"]
-    return {"test": json.loads((folder / "test.json").read_text()), "metrics": metrics, "config": config}
+    return {"test": json.loads((folder / "test.json").read_text()), "metrics": load_metrics(name), "config": config}
 
 
 def fmt(value):
@@ -46,6 +49,7 @@ def main():
               f"{fmt(PAPER.get(ds)) if folder.name.startswith('paper') and 'srnn' in folder.name else ''} | {fmt(ref.get(ds))} |")
     boulanger_table()
     merged_table()
+    active_units_table()
     plots()
 
 
@@ -64,18 +68,34 @@ def boulanger_table():
 
 
 def merged_table():
-    folder = RUNS / "merged-small"
-    if not (folder / "test-jsb.json").is_file():
+    """One row per dataset, one column per merged run (merged-small: 10 epochs, merged-small-50: 50)."""
+    runs = [f.name for f in sorted(RUNS.iterdir()) if f.name.startswith("merged") and (f / "test-jsb.json").is_file()]
+    if not runs:
         return
-    print("\nThe small SRNN trained on the four Boulanger-variant datasets merged (merged-small), on each test split:\n")
-    print("| dataset | merged, test ELBO (paper norm.) | total frames | trained on the dataset alone (small, boulanger) | poster, merged |")
-    print("|---|---|---|---|---|")
+    epochs = {name: load_metrics(name)[-1]["epoch"] for name in runs}
+    print("\nThe small SRNN trained on the four Boulanger-variant datasets merged, on each dataset's test split "
+          "(paper norm. / total frames):\n")
+    print("| dataset | " + " | ".join(f"{name} ({epochs[name]} epochs)" for name in runs)
+          + " | trained on the dataset alone (small, boulanger) | poster, merged |")
+    print("|---|" + "---|" * (len(runs) + 2))
     for ds in DATASETS:
-        t = json.loads((folder / f"test-{ds}.json").read_text())["elbo"]
+        cells = []
+        for name in runs:
+            t = json.loads((RUNS / name / f"test-{ds}.json").read_text())["elbo"]
+            cells.append(f"{t['per_sequence']:.3f} / {t['total_frames']:.3f}")
         alone = load(f"small-{ds}-boulanger")
-        print(f"| {ds} | {t['per_sequence']:.3f} | {t['total_frames']:.3f} | "
-              f"{alone['test']['elbo']['per_sequence']:.3f} |" if alone else f"| {ds} | {t['per_sequence']:.3f} | "
-              f"{t['total_frames']:.3f} | |", f"{POSTER_MERGED[ds]:.2f} |")
+        alone = f"{alone['test']['elbo']['per_sequence']:.3f}" if alone else ""
+        print(f"| {ds} | " + " | ".join(cells) + f" | {alone} | {POSTER_MERGED[ds]:.2f} |")
+
+
+def active_units_table():
+    print("\nActive latent units on the test split (`srnn evaluate RUN --split test --active-units`):\n")
+    print("| run | KL per frame (test, paper norm.) | active units | active beyond the prior mean |")
+    print("|---|---|---|---|")
+    for path in sorted(RUNS.glob("*/test-active-units.json")):
+        r = json.loads(path.read_text())
+        print(f"| {path.parent.name} | {r['kl_term']['per_sequence']:.2f} | {r['active_units']} of {r['latent_dims']} | "
+              f"{r['active_units_residual']} of {r['latent_dims']} |")
 
 
 def plots():

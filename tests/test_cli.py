@@ -27,3 +27,17 @@ def test_errors_exit_non_zero_without_traceback(tmp_path):
     for args in (["info", str(tmp_path / "none.h5")], ["prep"], ["evaluate", str(tmp_path / "none")]):
         result = CliRunner().invoke(srnn, args)
         assert result.exit_code != 0 and "Traceback" not in result.output
+
+
+def test_the_rate_column_shows_the_rate_of_a_task_finished_in_one_update():
+    from rich.progress import Progress
+
+    from cli.main import RateColumn
+
+    now = [0.0]
+    progress = Progress(RateColumn("frames"), get_time=lambda: now[0])
+    task = progress.add_task("test", total=4725)
+    now[0] = 2.0
+    progress.advance(task, 4725)
+    assert progress.tasks[0].speed is None  # what rich alone would show as no rate
+    assert RateColumn("frames").render(progress.tasks[0]).plain.strip() == "2362.5 frames/s"

@@ -45,6 +45,24 @@ def test_sweep_runs_skips_finished_and_tabulates(bach_file, tmp_path):
     assert (tmp_path / "s" / "z2-hidden8-d6-a5-seq-len20-batch-size4" / "last.pt").stat().st_mtime == stamp
 
 
+def test_a_sweep_leaves_a_run_that_another_process_trains_and_reports_it_busy(bach_file, tmp_path):
+    import fcntl
+
+    held = tmp_path / "s" / "z2-hidden8-d6-a5-seq-len20-batch-size4"
+    held.mkdir(parents=True)
+    with open(held / ".lock", "w") as lock:  # as a second sweep's training would hold it
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = CliRunner().invoke(srnn_cli, ["sweep", "--data", str(bach_file), "--grid", GRID, "--epochs", "1",
+                                               "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "busy     z=2 hidden=8 d=6 a=5 seq-len=20 batch-size=4" in lines
+    assert "finished z=3 hidden=8 d=6 a=5 seq-len=20 batch-size=4" in lines
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "s" / "results.csv").read_text())))
+    assert [r["z"] for r in rows] == ["3"]
+    assert not (held / "last.pt").exists()
+
+
 def test_transposition_shifts_keys_and_drops_those_leaving_the_range():
     rolls = np.zeros((3, 2, 88), np.uint8)
     rolls[:, 0, [0, 40, 87]] = 1

@@ -11,7 +11,7 @@ from cli.main import srnn as srnn_cli
 from data_prep.h5 import PianoRollFile
 from data_prep.sources import read_srnn_npz
 from pyro_srnn.batching import make_streams, tbptt_chunks
-from pyro_srnn.errors import SRNNError
+from pyro_srnn.errors import RunBusy, SRNNError
 from pyro_srnn.evaluate import score_sequences
 from pyro_srnn.train import Hooks, Trainer, kl_temperature, learning_rate
 from tests.conftest import tiny_config
@@ -184,8 +184,11 @@ def test_a_run_directory_is_used_by_one_training_at_a_time(bach_file, tmp_path):
     first = Trainer(tiny_config(), data, tmp_path / "run")
     first.start()
     second = Trainer(tiny_config(), data, tmp_path / "run")
-    with pytest.raises(SRNNError, match="another process is training"):
+    with pytest.raises(RunBusy, match="another process is training"):
         second.start(resume=True)
+    command = ["train", "--data", str(bach_file), "--run-dir", str(tmp_path / "run"), "--resume", "--epochs", "1"]
+    busy = CliRunner().invoke(srnn_cli, command)
+    assert busy.exit_code == RunBusy.EXIT_CODE and "another process is training" in busy.output
 
 
 def test_resume_before_the_first_checkpoint_starts_the_run(bach_file, tmp_path):
