@@ -68,6 +68,12 @@ case "${1:-}" in
       [ -d "$dir" ] && [ -s "docs/runs/$name/test.json" ] && [ ! -s "$out" ] || continue
       "$SRNN" evaluate "$dir" --split test --active-units --json > "$out.tmp" && mv "$out.tmp" "$out" && echo "done $out"
     done
+    for dir in runs/grid-*/*/; do  # and of every finished run of the architecture grids
+      dir=${dir%/} grid=$(basename "$(dirname "$dir")") out=docs/runs/$(basename "$(dirname "$dir")")/units/$(basename "$dir").json
+      [ -s "$dir/eval.json" ] && [ -d "docs/runs/$grid" ] && [ ! -s "$out" ] || continue
+      mkdir -p "$(dirname "$out")"
+      "$SRNN" evaluate "$dir" --split test --active-units --json > "$out.tmp" && mv "$out.tmp" "$out" && echo "done $out"
+    done
     ;;
   grid)  # the poster's architecture grid (RESULTS section 4); DATA=jsb|piano, EPOCHS=20 (fewer: reduced scale)
     ds=${DATA:-jsb} epochs=${EPOCHS:-20}

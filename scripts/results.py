@@ -97,6 +97,18 @@ def active_units_table():
         print(f"| {path.parent.name} | {r['kl_term']['per_sequence']:.2f} | {r['active_units']} of {r['latent_dims']} | "
               f"{r['active_units_residual']} of {r['latent_dims']} |")
 
+    for grid in sorted(RUNS.glob("grid-*/units")):
+        print(f"\nThe same for the runs of {grid.parent.name} (test split), by z:\n")
+        print("| z | runs | KL per frame (test) | active beyond the prior mean |")
+        print("|---|---|---|---|")
+        by_z = {}
+        for path in grid.glob("*.json"):
+            r = json.loads(path.read_text())
+            by_z.setdefault(r["latent_dims"], []).append((r["kl_term"]["per_sequence"], r["active_units_residual"]))
+        for z, rows in sorted(by_z.items()):
+            kls, units = [k for k, _ in rows], [u for _, u in rows]
+            print(f"| {z} | {len(rows)} | {min(kls):.2f} to {max(kls):.2f} | {min(units)} to {max(units)} of {z} |")
+
 
 def plots():
     import matplotlib
