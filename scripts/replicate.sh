@@ -28,6 +28,12 @@ evaluate_on_each_test_split() {  # NAME: a model trained on merged data, scored 
   done
 }
 
+active_units() {  # RUN_DIR OUT: its test evaluation with the active-unit counts, unless OUT exists
+  [ -s "$2" ] && return 0
+  mkdir -p "$(dirname "$2")"
+  "$SRNN" evaluate "$1" --split test --active-units --json > "$2.tmp" && mv "$2.tmp" "$2" && echo "done $2"
+}
+
 PAPER="--d 300 --a 300 --z 100 --epochs 50"
 SMALL="--d 30 --a 30 --z 10 --epochs 20"
 
@@ -62,17 +68,15 @@ case "${1:-}" in
     run merged-small-50 data/merged.h5 0 --d 30 --a 30 --z 10 --epochs 50
     evaluate_on_each_test_split merged-small-50
     ;;
-  units)  # RESULTS section 5: active latent units on the test split of every finished paper-size and merged run
+  units)  # RESULTS section 5: active latent units on the test split of every finished paper-size, merged and grid run
     for dir in runs/paper-* runs/merged-small*; do
-      name=$(basename "$dir") out=docs/runs/$(basename "$dir")/test-active-units.json
-      [ -d "$dir" ] && [ -s "docs/runs/$name/test.json" ] && [ ! -s "$out" ] || continue
-      "$SRNN" evaluate "$dir" --split test --active-units --json > "$out.tmp" && mv "$out.tmp" "$out" && echo "done $out"
+      [ -d "$dir" ] && [ -s "docs/runs/$(basename "$dir")/test.json" ] || continue
+      active_units "$dir" "docs/runs/$(basename "$dir")/test-active-units.json"
     done
-    for dir in runs/grid-*/*/; do  # and of every finished run of the architecture grids
-      dir=${dir%/} grid=$(basename "$(dirname "$dir")") out=docs/runs/$(basename "$(dirname "$dir")")/units/$(basename "$dir").json
-      [ -s "$dir/eval.json" ] && [ -d "docs/runs/$grid" ] && [ ! -s "$out" ] || continue
-      mkdir -p "$(dirname "$out")"
-      "$SRNN" evaluate "$dir" --split test --active-units --json > "$out.tmp" && mv "$out.tmp" "$out" && echo "done $out"
+    for dir in runs/grid-*/*/; do
+      dir=${dir%/} grid=$(basename "$(dirname "${dir%/}")")
+      [ -s "$dir/eval.json" ] && [ -d "docs/runs/$grid" ] || continue
+      active_units "$dir" "docs/runs/$grid/units/$(basename "$dir").json"
     done
     ;;
   grid)  # the poster's architecture grid (RESULTS section 4); DATA=jsb|piano, EPOCHS=20 (fewer: reduced scale)
