@@ -5,6 +5,12 @@ import numpy as np
 import pytest
 
 
+def pytest_configure(config):
+    # tests chdir into temporary folders, where a relative SRNN_SOURCE_DIR (../shared/data) would name nothing
+    if os.environ.get("SRNN_SOURCE_DIR"):
+        os.environ["SRNN_SOURCE_DIR"] = str(Path(os.environ["SRNN_SOURCE_DIR"]).resolve())
+
+
 @pytest.fixture
 def source_dir() -> Path:
     """The real benchmark data; tests that need it skip where it is not supplied."""
