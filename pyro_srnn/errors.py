@@ -7,7 +7,7 @@ class TrainingDiverged(SRNNError):
 
 
 class RunBusy(SRNNError):
-    """Another process is training in this run directory. `srnn train` exits with EXIT_BUSY so that a sweep
+    """Another process is training in this run directory. `srnn train` exits with EXIT_CODE so that a sweep
     sharing its folder with another sweep can tell this apart from a failure and move on."""
 
     EXIT_CODE = 75  # EX_TEMPFAIL of sysexits.h: try again later
