@@ -12,26 +12,27 @@ run() {  # run NAME DATAFILE IWAE_K [train options...]
   "$SRNN" train --data "$data" --run-dir "runs/$name" --resume "$@" > "runs/$name.log" 2>&1 || { echo "FAILED $name"; return 1; }
   mkdir -p "docs/runs/$name"
   cp "runs/$name/config.json" "runs/$name/metrics.jsonl" "docs/runs/$name/"
-  if [ ! -s "docs/runs/$name/test.json" ]; then
-    "$SRNN" evaluate "runs/$name" --split test --iwae "$iwae" --json > "docs/runs/$name/test.json.tmp" 2>/dev/null
-    mv "docs/runs/$name/test.json.tmp" "docs/runs/$name/test.json"
-  fi
+  evaluate_to "docs/runs/$name/test.json" "runs/$name" --split test --iwae "$iwae" 2>/dev/null
   echo "done $name"
 }
 
+evaluate_to() {  # OUT [srnn evaluate arguments...]: its --json output, written to OUT by rename, unless OUT exists
+  local out=$1; shift
+  [ -s "$out" ] && return 0
+  mkdir -p "$(dirname "$out")"
+  "$SRNN" evaluate "$@" --json > "$out.tmp" && mv "$out.tmp" "$out"
+}
+
 evaluate_on_each_test_split() {  # NAME: a model trained on merged data, scored on each dataset's own test split
-  local ds out
+  local ds
   for ds in jsb nottingham muse piano; do
-    out=docs/runs/$1/test-$ds.json
-    [ -s "$out" ] || { "$SRNN" evaluate "runs/$1" --data "data/$ds.h5" --split test --json > "$out.tmp" \
-      && mv "$out.tmp" "$out"; }
+    evaluate_to "docs/runs/$1/test-$ds.json" "runs/$1" --data "data/$ds.h5" --split test
   done
 }
 
 active_units() {  # RUN_DIR OUT: its test evaluation with the active-unit counts, unless OUT exists
   [ -s "$2" ] && return 0
-  mkdir -p "$(dirname "$2")"
-  "$SRNN" evaluate "$1" --split test --active-units --json > "$2.tmp" && mv "$2.tmp" "$2" && echo "done $2"
+  evaluate_to "$2" "$1" --split test --active-units && echo "done $2"
 }
 
 PAPER="--d 300 --a 300 --z 100 --epochs 50"
@@ -74,7 +75,8 @@ case "${1:-}" in
       active_units "$dir" "docs/runs/$(basename "$dir")/test-active-units.json"
     done
     for dir in runs/grid-*/*/; do
-      dir=${dir%/} grid=$(basename "$(dirname "${dir%/}")")
+      dir=${dir%/}
+      grid=$(basename "$(dirname "$dir")")
       [ -s "$dir/eval.json" ] && [ -d "docs/runs/$grid" ] || continue
       active_units "$dir" "docs/runs/$grid/units/$(basename "$dir").json"
     done
