@@ -14,7 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from pyro_srnn.config import SRNNConfig
+from data_prep.midi import MAX_FRAMES
+from pyro_srnn.config import SRNNConfig, parse_augment
 
 DEFAULT = SRNNConfig()  # the paper's hyperparameters: the one source of every default below
 
@@ -46,6 +47,7 @@ def friendly_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from data_prep.files import OutputError
         from data_prep.h5 import DataFileError
         from data_prep.midi import MidiError
         from data_prep.sources import SourceError
@@ -55,8 +57,13 @@ def friendly_errors(fn):
             return fn(*args, **kwargs)
         except RunBusy as exc:
             raise UserError(str(exc), exit_code=RunBusy.EXIT_CODE) from None
-        except (DataFileError, MidiError, SourceError, SRNNError, FileExistsError, FileNotFoundError) as exc:
+        except (DataFileError, MidiError, SourceError, SRNNError, OutputError) as exc:
             raise UserError(str(exc)) from None
+        except OSError as exc:  # a full disk, a read-only folder, a file that vanished: the system's own words
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise UserError(f"{where}{exc.strerror or exc}") from None
+        except MemoryError:
+            raise UserError("out of memory; ask for less (fewer or shorter pieces, a smaller model)") from None
         except KeyboardInterrupt:
             console.print("[red]interrupted[/red]: no partial output was left; a training run continues "
                           "from its last checkpoint with --resume")
@@ -120,12 +127,15 @@ def srnn():
 @click.option("--transpose/--no-transpose", default=None,
               help="Transpose MIDI sources to C major / C minor (default: on for benchmarks and bach, off for --midi).")
 @click.option("--limit", type=click.IntRange(min=1), help="Keep the first N pieces of each split.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=MAX_FRAMES, show_default=True,
+              help="Skip (with a warning) a MIDI piece longer than this many frames.")
 @click.option("--out", "out_dir", type=click.Path(), default="data", show_default=True, help="Output folder.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @friendly_errors
-def prep(dataset, variant, source, midi_dir, name, frame, transpose, limit, out_dir, force):
+def prep(dataset, variant, source, midi_dir, name, frame, transpose, limit, max_frames, out_dir, force):
     """Prepare a dataset as an HDF5 file of piano rolls (OUT/<dataset>.h5, or OUT/<dataset>-srnn.h5)."""
     from data_prep import prep as P
+    from data_prep.files import check_output
 
     if (dataset is None) == (midi_dir is None):
         raise UserError("give exactly one of --dataset or --midi")
@@ -134,19 +144,21 @@ def prep(dataset, variant, source, midi_dir, name, frame, transpose, limit, out_
     if dataset in ("bach", "merged") and variant != "boulanger":
         raise UserError(f"--dataset {dataset} exists in variant boulanger only")
     target = Path(out_dir) / (f"{name}.h5" if midi_dir else P.output_name(dataset, variant))
-    if target.exists() and not force:
-        raise UserError(f"{target}: exists; pass --force to overwrite it")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    check_output(target, force)  # before the work, not after it
     with progress_bar() as progress:
         reporter = BarReporter(progress)
         if midi_dir:
-            prepared = P.prepare_midi_folder(midi_dir, name, frame or "eighth", bool(transpose), limit, reporter)
+            prepared = P.prepare_midi_folder(midi_dir, name, frame or "eighth", bool(transpose), limit, reporter,
+                                             max_frames=max_frames)
         elif dataset == "bach":
-            prepared = P.prepare_bach(limit, frame or "quarter", transpose is not False, reporter)
+            prepared = P.prepare_bach(limit, frame or "quarter", transpose is not False, reporter,
+                                      max_frames=max_frames)
         elif dataset == "merged":
             prepared = P.prepare_merged(out_dir, limit, reporter)
         else:
             prepared = P.prepare_benchmark(dataset, variant, source, out_dir, frame, transpose is not False,
-                                           limit, reporter)
+                                           limit, reporter, max_frames=max_frames)
     prepared.write(target, command="srnn " + " ".join(sys.argv[1:]), force=force)
     if prepared.skipped:
         console.print(f"[yellow]{len(prepared.skipped)} file(s) skipped[/yellow] (reasons above)")
@@ -185,15 +197,6 @@ def _print_summary(data):
 
 # ----------------------------------------------------------------------------- train
 
-def parse_augment(value):
-    if value is None:
-        return 0
-    kind, _, radius = value.partition(":")
-    if kind != "transpose" or (radius and not radius.isdigit()):
-        raise UserError(f"--augment {value!r}: expected transpose or transpose:R with R a number of semitones")
-    return int(radius) if radius else 6
-
-
 @srnn.command()
 @click.option("--dataset", default="piano", show_default=True, help="Reads data/<dataset>.h5 (see srnn prep).")
 @click.option("--data", "data_file", type=click.Path(), help="A prepared HDF5 file (overrides --dataset).")
@@ -231,7 +234,7 @@ def train(ctx, dataset, data_file, z, d, a, hidden, seq_len, batch_size, epochs,
     import time
 
     from data_prep.h5 import PianoRollFile
-    from pyro_srnn.runs import latest_run
+    from pyro_srnn.runs import RunDir, latest_run
     from pyro_srnn.train import Hooks, Trainer
 
     options = dict(z=z, d=d, a=a, hidden=hidden, seq_len=seq_len, batch_size=batch_size, epochs=epochs, lr=lr,
@@ -239,8 +242,8 @@ def train(ctx, dataset, data_file, z, d, a, hidden, seq_len, batch_size, epochs,
                    augment_transpose=parse_augment(augment))
     if resume and run_dir is None:
         run_dir = str(latest_run())
-    if resume and (Path(run_dir) / "config.json").is_file():
-        saved = json.loads((Path(run_dir) / "config.json").read_text())
+    saved = RunDir(run_dir).record() if resume else None  # config.json, or the record last.pt carries
+    if saved:
         given = {k for k in ctx.params if ctx.get_parameter_source(k).name == "COMMANDLINE"}
         given = {("residual" if k == "no_residual" else "augment_transpose" if k == "augment" else k) for k in given}
         config = SRNNConfig.from_dict({**saved["config"], **{k: v for k, v in options.items() if k in given}})
@@ -249,7 +252,10 @@ def train(ctx, dataset, data_file, z, d, a, hidden, seq_len, batch_size, epochs,
         config = SRNNConfig(**options)
     data_file = data_file or os.path.join("data", f"{dataset}.h5")
     if not Path(data_file).exists():
-        raise UserError(f"{data_file}: no such data file; prepare it with `srnn prep --dataset {dataset}`")
+        raise UserError(f"{data_file}: no such data file; prepare it with `{prep_command(saved, dataset)}`")
+    if nproc > 1 and config.batch_size % nproc:
+        raise UserError(f"--nproc {nproc}: the {config.batch_size} streams of a batch (--batch-size) cannot be "
+                        f"split evenly over {nproc} processes")
     data = PianoRollFile(data_file)
     distributed_child = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed_child and run_dir is None:
@@ -298,7 +304,16 @@ def train(ctx, dataset, data_file, z, d, a, hidden, seq_len, batch_size, epochs,
                   + (f", resumed after epoch {trainer.epoch}" if trainer.epoch else ""))
     with progress:
         trainer.fit()
-    _print_training_summary(Path(run_dir))
+    _print_training_summary(trainer.run)
+
+
+def prep_command(record: dict | None, dataset: str) -> str:
+    """The `srnn prep` command that makes a run's data again (from its record), or the named dataset's."""
+    fingerprint = (record or {}).get("data_fingerprint") or {}
+    name = (record or {}).get("dataset") or dataset
+    if name not in DATASETS:
+        return f"srnn prep --midi FOLDER --name {name}"
+    return f"srnn prep --dataset {name}" + (" --variant srnn" if fingerprint.get("variant") == "srnn" else "")
 
 
 def _without_option(argv, name):
@@ -314,9 +329,9 @@ def _without_option(argv, name):
     return out
 
 
-def _print_training_summary(run_dir: Path):
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    table = numbers_table(f"training summary  {run_dir}",
+def _print_training_summary(run):
+    rows = run.metrics()
+    table = numbers_table(f"training summary  {run}",
                           ("epoch", "train ELBO", "recon", "KL", "KL temp", "lr", "frames/s", "valid ELBO"))
     for m in rows:
         table.add_row(str(m["epoch"]), f"{m['train_elbo']:.4f}", f"{m['train_reconstruction']:.4f}",
@@ -357,15 +372,18 @@ def evaluate(target, split, iwae, samples, kl, data_file, device, seed, first_in
 
     from data_prep.h5 import PianoRollFile
     from pyro_srnn.evaluate import score_sequences
-    from pyro_srnn.runs import resolve_checkpoint, run_data_path
+    from pyro_srnn.runs import RunDir, check_data, record_of_checkpoint, resolve_checkpoint
     from pyro_srnn.train import load_checkpoint, model_from_checkpoint, resolve_device
 
     checkpoint = resolve_checkpoint(target)
     ckpt = load_checkpoint(checkpoint)
-    data_file = data_file or run_data_path(checkpoint)
-    if data_file is None:
-        raise UserError(f"{checkpoint}: no config.json beside it names the data; pass --data FILE")
-    data = PianoRollFile(data_file)
+    record = record_of_checkpoint(ckpt)
+    if record["data"] is None and RunDir(checkpoint.parent).config_path.is_file():  # checkpoints before records
+        record = RunDir(checkpoint.parent).record()
+    if data_file is None and record.get("data") is None:
+        raise UserError(f"{checkpoint}: it does not name the data it was trained on; pass --data FILE")
+    data = PianoRollFile(data_file or record["data"])
+    check_data(record.get("data_fingerprint"), data, checkpoint, same_data=data_file is None)
     dev = resolve_device(device)
     srnn = model_from_checkpoint(ckpt, dev)
     sequences = data.split(split).sequences()
@@ -398,7 +416,8 @@ def evaluate(target, split, iwae, samples, kl, data_file, device, seed, first_in
     if iwae:
         rows.append((f"IWAE bound, K={iwae}", result["iwae"]))
     for label, r in rows:
-        table.add_row(label, f"{r['per_sequence']:.4f}", f"{r['per_sequence_stderr']:.4f}", f"{r['total_frames']:.4f}")
+        stderr = "n/a" if r["per_sequence_stderr"] is None else f"{r['per_sequence_stderr']:.4f}"
+        table.add_row(label, f"{r['per_sequence']:.4f}", stderr, f"{r['total_frames']:.4f}")
     out.print(table)
     out.print(f"{len(sequences)} sequences, {result['frames']} frames, {seconds:.1f} s"
               + (f"; active latent units {result['active_units']} of {srnn.config.z} "
@@ -426,9 +445,10 @@ def sample(output, run_dir, checkpoint, steps, count, prime, prime_steps, png, s
     """Sample new music from a trained SRNN and write it as MIDI (and optionally a PNG piano roll)."""
     import time
 
+    from data_prep.files import check_output, staged
     from data_prep.midi import grid_from_attrs, read_midi_roll, roll_to_midi
     from pyro_srnn.runs import resolve_checkpoint
-    from pyro_srnn.sample import sample_rolls
+    from pyro_srnn.sample import sample_batches
     from pyro_srnn.train import load_checkpoint, model_from_checkpoint, resolve_device
 
     if run_dir and checkpoint:
@@ -436,37 +456,43 @@ def sample(output, run_dir, checkpoint, steps, count, prime, prime_steps, png, s
     output = Path(output)
     targets = [output] if count == 1 else [output.with_name(f"{output.stem}-{i + 1}{output.suffix}")
                                            for i in range(count)]
-    for path in targets + ([Path(png)] if png else []):
-        if not path.parent.is_dir():
-            raise UserError(f"{path}: folder {path.parent} does not exist")
-        if path.exists() and not force:
-            raise UserError(f"{path}: exists; pass --force to overwrite it")
+    outputs = targets + ([Path(png)] if png else [])
+    if len(set(outputs)) < len(outputs):
+        raise UserError(f"{png}: --png names one of the MIDI outputs")
+    for path in outputs:
+        check_output(path, force)
     ckpt_path = resolve_checkpoint(checkpoint or run_dir)
     ckpt = load_checkpoint(ckpt_path)
     grid = grid_from_attrs(**ckpt["grid"])
     primer = read_midi_roll(prime, grid, transpose=0)[:prime_steps] if prime else None
     srnn = model_from_checkpoint(ckpt, resolve_device(device))
     started = time.perf_counter()
-    rolls = sample_rolls(srnn, steps, count, primer, seed)
-    seconds = time.perf_counter() - started
-    for roll, path in zip(rolls, targets):
-        roll_to_midi(roll, _tmp(path), grid)
-        os.replace(_tmp(path), path)
-    if png:
-        from pyro_srnn.plot import draw_rolls
+    drawn = []
+    with staged(outputs, force) as temporaries, progress_bar("pieces") as progress:
+        task = progress.add_task("sampling", total=count)
+        written = 0
+        for rolls in sample_batches(srnn, steps, count, primer, seed):
+            for roll in rolls:
+                roll_to_midi(roll, temporaries[written], grid)
+                written += 1
+            drawn.extend(rolls[:MAX_DRAWN - len(drawn)])
+            progress.advance(task, len(rolls))
+        seconds = time.perf_counter() - started
+        if png:
+            from pyro_srnn.plot import draw_rolls
 
-        draw_rolls(rolls, _tmp(Path(png)), grid, primed=0 if primer is None else len(primer))
-        os.replace(_tmp(Path(png)), png)
-    for path in targets:
+            draw_rolls(drawn, temporaries[-1], grid, primed=0 if primer is None else len(primer))
+    for path in targets[:3]:
         out.print(f"wrote {path}")
+    if count > 3:
+        out.print(f"... and {count - 3} more, to {targets[-1]}")
     if png:
-        out.print(f"wrote {png}")
+        out.print(f"wrote {png}" + (f" (the first {MAX_DRAWN} of {count} pieces)" if count > MAX_DRAWN else ""))
     out.print(f"{count} x {steps} frames from {ckpt_path} ({grid.name} frames) in {seconds:.2f} s, "
               f"{count * steps / seconds:.0f} frames/s")
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+MAX_DRAWN = 16  # pieces drawn in a --png picture; a taller figure is unreadable and slow to draw
 
 
 # ----------------------------------------------------------------------------- sweep
@@ -486,6 +512,7 @@ def sweep(dataset, data_file, grid, epochs, jobs, shard, out_dir, device):
     """Train every configuration of a grid (skipping finished ones), then write results.md and results.csv
     with validation and test ELBO per configuration, best first. Sweeps may share a folder: a run that
     another sweep is training is reported busy and left to it."""
+    from data_prep.files import staged
     from pyro_srnn.sweep import collect_results, parse_grid, parse_shard, results_tables, run_sweep
     from pyro_srnn.train import resolve_device
 
@@ -493,7 +520,7 @@ def sweep(dataset, data_file, grid, epochs, jobs, shard, out_dir, device):
     if not Path(data_file).exists():
         raise UserError(f"{data_file}: no such data file; prepare it with `srnn prep --dataset {dataset}`")
     out_dir = Path(out_dir or os.path.join("sweeps", Path(data_file).stem))
-    points = parse_grid(grid)
+    points = parse_grid(grid, epochs)
     part = parse_shard(shard)
     mine = len(points[part[0]::part[1]])
     console.print(f"{len(points)} configurations, {mine} in this shard, {epochs} epochs each, {jobs} at a time, "
@@ -510,8 +537,9 @@ def sweep(dataset, data_file, grid, epochs, jobs, shard, out_dir, device):
     failed = [p for p, outcome in outcomes if outcome == "failed"]
     rows = collect_results(out_dir, data_file, epochs, resolve_device(device))
     md, csv_text = results_tables(rows)
-    (out_dir / "results.md").write_text(md)
-    (out_dir / "results.csv").write_text(csv_text)
+    with staged([out_dir / "results.md", out_dir / "results.csv"], force=True) as (md_tmp, csv_tmp):
+        md_tmp.write_text(md)
+        csv_tmp.write_text(csv_text)
     out.print(md)
     out.print(f"wrote {out_dir / 'results.md'} and {out_dir / 'results.csv'} ({len(rows)} finished runs)")
     if failed:

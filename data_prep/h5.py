@@ -13,6 +13,7 @@ Splits are ``train``, ``valid`` and ``test``.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from .files import OutputError, check_output, write_bytes
 from .midi import LOWEST_KEY, N_KEYS, Grid, grid_from_attrs
 
 FORMAT = "pyro-srnn-pianoroll-1"
@@ -64,37 +66,38 @@ class Split:
 
 
 def write_dataset(path, splits: dict, attrs: dict, force: bool = False):
-    """Write ``splits`` ({name: Split}) to ``path`` through a temporary file and an atomic rename.
+    """Write ``splits`` ({name: Split}) to ``path`` as one whole file or not at all.
 
-    An existing file is kept unless ``force``; an interruption leaves no partial file behind.
+    The file is built in memory and then written through a temporary file and a rename
+    (:mod:`data_prep.files`), so a full disk or a read-only folder gives one clear error and leaves an
+    existing file as it was (HDF5's own error paths on a failing disk are not safe to rely on). An existing
+    file is kept unless ``force``.
     """
-    path = os.fspath(path)
-    if os.path.exists(path) and not force:
-        raise FileExistsError(f"{path}: exists; pass --force to overwrite it")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create folder {folder} ({exc.strerror})") from None
+    check_output(path, force)
     missing = [k for k in REQUIRED_ATTRS if k not in attrs and k != "format"]
     if missing:
         raise ValueError(f"missing attributes: {missing}")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            for key, value in attrs.items():
-                f.attrs[key] = json.dumps(value) if key == "sources" else value
-            for name in SPLITS:
-                split = splits[name]
-                rolls = np.ascontiguousarray(split.rolls, dtype=np.uint8)
-                if rolls.ndim != 2 or rolls.shape[1] != N_KEYS or (rolls > 1).any():
-                    raise ValueError(f"split {name}: rolls must be 0/1 of shape (frames, {N_KEYS})")
-                g = f.create_group(name)
-                g.create_dataset("rolls", data=rolls, chunks=(min(max(len(rolls), 1), 4096), N_KEYS),
-                                 compression="gzip", compression_opts=4, shuffle=True)
-                g.create_dataset("offsets", data=np.asarray(split.offsets, dtype=np.int64))
-                g.create_dataset("names", data=np.array(split.names, dtype=object), dtype=h5py.string_dtype())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    image = io.BytesIO()
+    with h5py.File(image, "w") as f:
+        f.attrs["format"] = FORMAT
+        for key, value in attrs.items():
+            f.attrs[key] = json.dumps(value) if key == "sources" else value
+        for name in SPLITS:
+            split = splits[name]
+            rolls = np.ascontiguousarray(split.rolls, dtype=np.uint8)
+            if rolls.ndim != 2 or rolls.shape[1] != N_KEYS or (rolls > 1).any():
+                raise ValueError(f"split {name}: rolls must be 0/1 of shape (frames, {N_KEYS})")
+            g = f.create_group(name)
+            g.create_dataset("rolls", data=rolls, chunks=(min(max(len(rolls), 1), 4096), N_KEYS),
+                             compression="gzip", compression_opts=4, shuffle=True)
+            g.create_dataset("offsets", data=np.asarray(split.offsets, dtype=np.int64))
+            g.create_dataset("names", data=np.array(split.names, dtype=object), dtype=h5py.string_dtype())
+    write_bytes(path, image.getvalue(), force=force)
 
 
 class PianoRollFile:
@@ -104,13 +107,19 @@ class PianoRollFile:
         self.path = os.fspath(path)
         if not os.path.exists(self.path):
             raise DataFileError(f"{self.path}: no such file")
+        if not os.path.isfile(self.path):
+            raise DataFileError(f"{self.path}: not a regular file")
         try:
-            with h5py.File(self.path, "r") as f:
+            f = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise DataFileError(f"{self.path}: not an HDF5 file ({exc})") from None
+        try:
+            with f:
                 self.attrs = self._check(f)
         except DataFileError:
             raise
-        except OSError as exc:
-            raise DataFileError(f"{self.path}: not an HDF5 file ({exc})") from None
+        except (OSError, KeyError, ValueError, TypeError) as exc:  # damage inside the HDF5 structure
+            raise DataFileError(f"{self.path}: damaged data file ({exc.__class__.__name__}: {exc})") from None
         self._cache = {}
 
     def _check(self, f) -> dict:
@@ -123,9 +132,19 @@ class PianoRollFile:
         if missing:
             raise bad(f"missing root attributes {missing}")
         attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
-        attrs["sources"] = json.loads(attrs["sources"])
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
+        try:
+            attrs["sources"] = json.loads(attrs["sources"])
+        except (TypeError, ValueError):
+            raise bad(f"the sources attribute is not JSON ({str(attrs['sources'])[:40]!r})") from None
         if attrs["lowest_key"] != LOWEST_KEY or attrs["n_keys"] != N_KEYS:
             raise bad(f"keys {attrs['lowest_key']}+{attrs['n_keys']}, expected {LOWEST_KEY}+{N_KEYS}")
+        try:
+            grid_from_attrs(attrs["frame_unit"], attrs["frame_step"], attrs["frame_phase"], attrs["frame_name"])
+        except (TypeError, ValueError):
+            raise bad(f"invalid frame grid (frame_unit {attrs['frame_unit']!r}, frame_step {attrs['frame_step']!r}, "
+                      f"frame_phase {attrs['frame_phase']!r}); expected unit beat or seconds, a positive step "
+                      "and a phase of 0 or more") from None
         for name in SPLITS:
             if name not in f or not all(k in f[name] for k in ("rolls", "offsets", "names")):
                 raise bad(f"split {name!r} is missing or lacks rolls/offsets/names")
@@ -135,6 +154,8 @@ class PianoRollFile:
             if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != rolls.shape[0] \
                     or (np.diff(offsets) <= 0).any():
                 raise bad(f"{name}/offsets are not increasing boundaries from 0 to {rolls.shape[0]}")
+            if len(offsets) < 2:
+                raise bad(f"split {name!r} holds no sequences")
             if names.shape != (len(offsets) - 1,):
                 raise bad(f"{name}/names has {names.shape[0]} entries for {len(offsets) - 1} sequences")
         return attrs
@@ -152,14 +173,35 @@ class PianoRollFile:
         if name not in SPLITS:
             raise DataFileError(f"{self.path}: no split {name!r} (splits are {', '.join(SPLITS)})")
         if name not in self._cache:
-            with h5py.File(self.path, "r") as f:
-                g = f[name]
-                rolls = g["rolls"][()]
-                if (rolls > 1).any():
-                    raise DataFileError(f"{self.path}: {name}/rolls holds values other than 0 and 1")
-                names = [n.decode() if isinstance(n, bytes) else str(n) for n in g["names"][()]]
-                self._cache[name] = Split(rolls, g["offsets"][()], names)
+            try:
+                with h5py.File(self.path, "r") as f:
+                    g = f[name]
+                    rolls = g["rolls"][()]
+                    names = [n.decode() if isinstance(n, bytes) else str(n) for n in g["names"][()]]
+                    offsets = g["offsets"][()]
+            except (OSError, KeyError, ValueError) as exc:  # a corrupt compressed chunk, a truncated file
+                raise DataFileError(f"{self.path}: split {name!r} cannot be read "
+                                    f"({exc.__class__.__name__}: {exc})") from None
+            if (rolls > 1).any():
+                raise DataFileError(f"{self.path}: {name}/rolls holds values other than 0 and 1")
+            self._cache[name] = Split(rolls, offsets, names)
         return self._cache[name]
+
+    def fingerprint(self) -> dict:
+        """What identifies this data for a run trained on it: the dataset, its variant and frame grid, the
+        key range, the sequences per split and a hash of every split's content (rolls and boundaries, so
+        the file may be rewritten by another command line and still match)."""
+        import hashlib
+
+        a = self.attrs
+        digest = hashlib.sha256()
+        for name in SPLITS:
+            s = self.split(name)
+            digest.update(np.ascontiguousarray(s.offsets, dtype=np.int64).tobytes())
+            digest.update(np.ascontiguousarray(s.rolls, dtype=np.uint8).tobytes())
+        return {"dataset": a["dataset"], "variant": a["variant"], "grid": self.grid.__dict__,
+                "lowest_key": a["lowest_key"], "n_keys": a["n_keys"],
+                "sequences": {name: len(self.split(name)) for name in SPLITS}, "sha256": digest.hexdigest()}
 
     def summary(self) -> dict:
         """Per split: sequences, frames, notes per frame, shortest and longest sequence."""

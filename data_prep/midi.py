@@ -19,6 +19,9 @@ import numpy as np
 LOWEST_KEY = 21
 N_KEYS = 88
 PERCUSSION_CHANNEL = 9  # General MIDI channel 10: its note numbers are drums, not pitches
+# A piece longer than this is refused rather than allocated: one corrupt note can last 268 million beats.
+# 100,000 frames is over three hours of eighth notes at 120 bpm, and 8.8 MB of roll.
+MAX_FRAMES = 100_000
 WRITE_TICKS_PER_BEAT = 480
 WRITE_TEMPO = 500_000  # microseconds per beat: 120 bpm, so a tick is 1/960 s and 0.3 s is 288 ticks
 
@@ -125,10 +128,12 @@ def _tick_to_seconds(tempos, tpb):
     return convert
 
 
-def notes_to_roll(notes, grid: Grid, transpose: int = 0, n_frames: int | None = None) -> np.ndarray:
+def notes_to_roll(notes, grid: Grid, transpose: int = 0, n_frames: int | None = None,
+                  max_frames: int = MAX_FRAMES, name="piece") -> np.ndarray:
     """Sample notes on the grid. Keys outside 21..108 after transposition are dropped.
 
-    With ``n_frames`` None the roll ends at its last sounding frame (trailing silence dropped).
+    With ``n_frames`` None the roll ends at its last sounding frame (trailing silence dropped). A roll
+    longer than ``max_frames`` is refused with a :class:`MidiError`.
     """
     spans = []
     for pitch, start, end in notes:
@@ -138,6 +143,10 @@ def notes_to_roll(notes, grid: Grid, transpose: int = 0, n_frames: int | None = 
         if 0 <= key < N_KEYS and hi > lo:
             spans.append((key, lo, hi))
     last = max((hi for _, _, hi in spans), default=0)
+    length = last if n_frames is None else n_frames
+    if length > max_frames:
+        raise MidiError(f"{name}: {length} {grid.name} frames long, over the limit of {max_frames} "
+                        "(--max-frames)")
     roll = np.zeros((last if n_frames is None else n_frames, N_KEYS), dtype=np.uint8)
     for key, lo, hi in spans:
         roll[lo:hi, key] = 1
@@ -155,14 +164,16 @@ def frames_in(length: float, grid: Grid) -> int:
     return max(0, _frame_ceil(length, grid))
 
 
-def read_midi_roll(path, grid: Grid, transpose: int | str = 0, keep_length: bool = False, name=None) -> np.ndarray:
+def read_midi_roll(path, grid: Grid, transpose: int | str = 0, keep_length: bool = False, name=None,
+                   max_frames: int = MAX_FRAMES) -> np.ndarray:
     """A MIDI file as a piano roll. ``transpose='C'`` shifts the estimated key to C major / C minor.
 
     ``keep_length`` keeps trailing silence up to the end of the file (used to read back our own files).
     """
     notes, length = read_midi_notes(path, grid, name)
     shift = transposition_to_c(notes) if transpose == "C" else int(transpose)
-    roll = notes_to_roll(notes, grid, shift, frames_in(length, grid) if keep_length else None)
+    roll = notes_to_roll(notes, grid, shift, frames_in(length, grid) if keep_length else None, max_frames,
+                         name or path)
     if not roll.any():
         raise MidiError(f"{name or path}: no notes inside the piano range 21..108")
     return roll

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import __version__
 from .h5 import SPLITS, Split, write_dataset
-from .midi import BOULANGER_PHASE, SCORE_PHASE, SRNN_GRID, Grid, MidiError, beat_grid, notes_to_roll, \
+from .midi import MAX_FRAMES, SCORE_PHASE, SRNN_GRID, Grid, MidiError, beat_grid, notes_to_roll, \
     read_midi_roll, transposition_to_c
 from .sources import BENCHMARKS, SourceError, detect_format, find_source, open_midi_source, read_mat, \
     read_pickle, read_srnn_npz, sha256_of
@@ -59,7 +59,7 @@ def _limited(seqs, names, limit):
 
 
 def prepare_benchmark(name, variant="boulanger", source=None, cache_dir="data", frame=None, transpose=True,
-                      limit=None, reporter=None, download=None) -> Prepared:
+                      limit=None, reporter=None, download=None, max_frames=MAX_FRAMES) -> Prepared:
     """One of the four benchmarks, from whichever source :func:`find_source` settles on."""
     bench = BENCHMARKS[name]
     if variant not in VARIANTS:
@@ -72,7 +72,7 @@ def prepare_benchmark(name, variant="boulanger", source=None, cache_dir="data", 
     if fmt in ("midi-folder", "zip"):
         index = _nottingham_index(path) if name == "nottingham" and variant == "boulanger" else {}
         raw = _convert_midi_collection(path, grid, index or ("C" if transpose and variant == "boulanger" else 0),
-                                       limit, reporter, skipped)
+                                       limit, reporter, skipped, max_frames)
     else:
         if variant == "srnn" and fmt != "npz":
             raise SourceError(f"{path}: variant srnn needs the reference npz file or MIDI files, found a {fmt} file")
@@ -98,7 +98,7 @@ def _nottingham_index(path: Path) -> dict:
     return {}
 
 
-def _convert_midi_collection(path, grid, transpose, limit, reporter, skipped) -> dict:
+def _convert_midi_collection(path, grid, transpose, limit, reporter, skipped, max_frames=MAX_FRAMES) -> dict:
     """Convert a folder/zip with train/ valid/ test/; ``transpose`` is a shift, 'C', or an index
     {relative name: (shift, order)}, which also orders each split as the canonical data."""
     listing, opener = open_midi_source(Path(path))
@@ -111,21 +111,25 @@ def _convert_midi_collection(path, grid, transpose, limit, reporter, skipped) ->
         shift_of = lambda name: index.get(_index_key(name), ("C", 0))[0]  # noqa: E731
     else:
         shift_of = lambda name: transpose  # noqa: E731
-    return _convert_listing(listing, opener, grid, shift_of, limit, reporter, skipped, f"{path}/")
+    return _convert_listing(listing, opener, grid, shift_of, limit, reporter, skipped, f"{path}/", max_frames)
 
 
-def _convert_listing(listing, opener, grid, shift_of, limit, reporter, skipped, prefix="") -> dict:
-    """Read every listed MIDI file; a file that fails is skipped with its reason."""
+def _convert_listing(listing, opener, grid, shift_of, limit, reporter, skipped, prefix="",
+                     max_frames=MAX_FRAMES) -> dict:
+    """Read every listed MIDI file; a file that fails, whatever the reason, is skipped with it, and the
+    others are prepared."""
     listing = {s: names[:limit] if limit else names for s, names in listing.items()}
     jobs = [(s, n) for s in SPLITS for n in listing[s]]
     reporter.start(len(jobs), "MIDI files")
     out = {s: ([], []) for s in SPLITS}
     for split, name in jobs:
         try:
-            roll = read_midi_roll(opener(name), grid, shift_of(name), name=f"{prefix}{name}")
-        except MidiError as exc:
-            skipped.append((name, str(exc)))
-            reporter.advance(name, str(exc))
+            roll = read_midi_roll(opener(name), grid, shift_of(name), name=f"{prefix}{name}", max_frames=max_frames)
+        except Exception as exc:  # one bad file (corrupt, damaged in its zip, out of memory) skips that file
+            reason = str(exc) if isinstance(exc, (MidiError, SourceError)) else \
+                f"{prefix}{name}: {exc.__class__.__name__}: {exc}"
+            skipped.append((name, reason))
+            reporter.advance(name, reason)
             continue
         out[split][0].append(roll)
         out[split][1].append(str(Path(name).with_suffix("")))
@@ -140,7 +144,7 @@ def _index_key(name: str) -> str:
 
 
 def prepare_midi_folder(path, name, frame="eighth", transpose=False, limit=None, reporter=None,
-                        seed=0) -> Prepared:
+                        seed=0, max_frames=MAX_FRAMES) -> Prepared:
     """Any MIDI collection: train/ valid/ test/ subfolders when present, else a deterministic 80/10/10
     split by file path."""
     path = Path(path)
@@ -152,7 +156,7 @@ def prepare_midi_folder(path, name, frame="eighth", transpose=False, limit=None,
     shift = "C" if transpose else 0
     listing, _ = open_midi_source(path)
     if any(listing.values()):
-        raw = _convert_midi_collection(path, grid, shift, limit, reporter, skipped)
+        raw = _convert_midi_collection(path, grid, shift, limit, reporter, skipped, max_frames)
     else:
         files = sorted(str(p.relative_to(path)) for p in path.rglob("*")
                        if p.is_file() and p.suffix.lower() in (".mid", ".midi"))
@@ -161,7 +165,7 @@ def prepare_midi_folder(path, name, frame="eighth", transpose=False, limit=None,
         assignment = _split_assignment(len(files), (0.8, 0.1, 0.1), seed)
         listing = {s: [f for f, a in zip(files, assignment) if a == s] for s in SPLITS}
         raw = _convert_listing(listing, lambda rel: path / rel, grid, lambda rel: shift, limit, reporter,
-                               skipped, f"{path}/")
+                               skipped, f"{path}/", max_frames)
     if not any(raw[s][0] for s in SPLITS):
         raise SourceError(f"{path}: none of the {len(skipped)} MIDI files could be read")
     splits = {s: Split.from_sequences(*raw[s]) for s in SPLITS}
@@ -183,7 +187,8 @@ def _split_assignment(n, fractions, seed) -> list:
     return labels
 
 
-def prepare_bach(limit=None, frame="quarter", transpose=True, reporter=None, seed=0) -> Prepared:
+def prepare_bach(limit=None, frame="quarter", transpose=True, reporter=None, seed=0,
+                 max_frames=MAX_FRAMES) -> Prepared:
     """The Bach chorales shipped inside music21: a fixed seeded 60/20/20 split by piece. No network."""
     from music21 import corpus
 
@@ -203,7 +208,8 @@ def prepare_bach(limit=None, frame="quarter", transpose=True, reporter=None, see
             notes = score_notes(corpus.parse(p))
             if not notes:
                 raise MidiError(f"{name}: no notes")
-            roll = notes_to_roll(notes, grid, transposition_to_c(notes) if transpose else 0)
+            roll = notes_to_roll(notes, grid, transposition_to_c(notes) if transpose else 0, max_frames=max_frames,
+                                 name=name)
         except Exception as exc:  # music21 raises many kinds on odd scores; each file is skipped alone
             skipped.append((name, f"{name}: {exc}"))
             reporter.advance(name, str(exc))

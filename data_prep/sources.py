@@ -168,8 +168,11 @@ def detect_format(path: Path) -> str:
     with open(path, "rb") as f:
         head = f.read(128)
     if head.startswith(b"PK"):
-        with zipfile.ZipFile(path) as z:
-            return "npz" if any(n.endswith(".npy") for n in z.namelist()) else "zip"
+        try:
+            with zipfile.ZipFile(path) as z:
+                return "npz" if any(n.endswith(".npy") for n in z.namelist()) else "zip"
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise SourceError(f"{path}: damaged zip file ({exc})") from None
     if head.startswith(b"MATLAB"):
         return "mat"
     if head[:1] == b"\x80" or head[:1] in (b"(", b"}"):
@@ -189,20 +192,50 @@ def frames_from_note_lists(steps, where) -> np.ndarray:
     return roll
 
 
+class _MusicUnpickler(pickle.Unpickler):
+    """Admits only what Boulanger-style pickles hold: dicts, lists, tuples, numbers and strings, plus the two
+    numpy reconstructors of a numeric scalar (``numpy.dtype`` and ``numpy.core.multiarray.scalar``) that
+    pickles of numpy note numbers use. Any other global (``os.system``, ``builtins.eval``, ...) is refused,
+    so reading a pickle never runs code."""
+
+    def find_class(self, module, name):
+        if (module, name) == ("numpy", "dtype"):
+            return np.dtype
+        if name == "scalar" and module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            return _numeric_scalar
+        raise pickle.UnpicklingError(f"refused to load {module}.{name} (only numbers, strings and containers "
+                                     "are admitted)")
+
+
+def _numeric_scalar(dtype, data=None):
+    if isinstance(data, str):  # a Python 2 byte string, decoded as latin-1 by the unpickler
+        data = data.encode("latin1")
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf" or not isinstance(data, bytes) \
+            or len(data) != dtype.itemsize:
+        raise pickle.UnpicklingError(f"refused a numpy scalar of dtype {dtype!r}")
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
 def read_pickle(path: Path) -> dict:
-    """Boulanger's format: dict train/valid/test of lists of frames of MIDI numbers (Python 2 pickles too)."""
+    """Boulanger's format: dict train/valid/test of lists of frames of MIDI numbers (Python 2 pickles too),
+    read by :class:`_MusicUnpickler`."""
     try:
         with open(path, "rb") as f:
-            data = pickle.load(f, encoding="latin1")
+            data = _MusicUnpickler(f, encoding="latin1").load()
     except Exception as exc:
         raise SourceError(f"{path}: unreadable pickle ({exc.__class__.__name__}: {exc})") from None
     if not isinstance(data, dict) or not all(s in data for s in SPLITS):
         raise SourceError(f"{path}: expected a dict with keys train, valid, test")
-    return {
-        s: ([frames_from_note_lists(seq, f"{path} {s}[{i}]") for i, seq in enumerate(data[s])],
-            [f"{s}_{i:04d}" for i in range(len(data[s]))])
-        for s in SPLITS
-    }
+    try:
+        return {
+            s: ([frames_from_note_lists(seq, f"{path} {s}[{i}]") for i, seq in enumerate(data[s])],
+                [f"{s}_{i:04d}" for i in range(len(data[s]))])
+            for s in SPLITS
+        }
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, SourceError):
+            raise
+        raise SourceError(f"{path}: not lists of frames of MIDI note numbers ({exc})") from None
 
 
 def read_mat(path: Path) -> dict:
@@ -271,5 +304,15 @@ def open_midi_source(path: Path):
     readable path or file object."""
     if path.is_dir():
         return list_midi(path), lambda name: path / name
-    z = zipfile.ZipFile(path)
-    return list_midi(path, z.namelist()), lambda name: io.BytesIO(z.read(name))
+    try:
+        z = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SourceError(f"{path}: damaged zip file ({exc})") from None
+
+    def opener(name):
+        try:
+            return io.BytesIO(z.read(name))
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:  # a bad CRC shows only when a member is read
+            raise SourceError(f"{path}: {name} is damaged in the zip ({exc})") from None
+
+    return list_midi(path, z.namelist()), opener

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 PAPER_EPOCHS = 50
+# Two octaves either way: further shifts push most of a piece off the 88 keys instead of into a new key.
+MAX_TRANSPOSE = 24
 
 
 @dataclass
@@ -42,8 +45,10 @@ class SRNNConfig:
         self.adam_betas = tuple(self.adam_betas)
         problems = [f"{k} must be positive" for k in ("x_dim", "d", "a", "z", "hidden", "seq_len", "batch_size",
                                                        "epochs", "valid_every") if getattr(self, k) < 1]
-        if self.lr <= 0:
-            problems.append("lr must be positive")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            problems.append(f"lr must be a positive number, not {self.lr!r}")
+        if not 0 <= self.augment_transpose <= MAX_TRANSPOSE:
+            problems.append(f"augment_transpose must be 0..{MAX_TRANSPOSE} semitones, not {self.augment_transpose}")
         if self.elbo not in ("trace", "analytic"):
             problems.append(f"elbo must be 'trace' or 'analytic', not {self.elbo!r}")
         if self.schedule not in ("scaled", "fixed"):
@@ -80,3 +85,16 @@ class SRNNConfig:
     def from_dict(cls, values: dict) -> "SRNNConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def parse_augment(value: str | None) -> int:
+    """``--augment transpose[:R]`` as the semitone radius R (6 when not given; 0 for no augmentation)."""
+    if value is None:
+        return 0
+    kind, _, radius = str(value).partition(":")
+    if kind != "transpose" or (radius and not radius.isdigit()):
+        from .errors import SRNNError
+
+        raise SRNNError(f"--augment {value!r}: expected transpose or transpose:R with R a number of semitones "
+                        f"(0..{MAX_TRANSPOSE})")
+    return int(radius) if radius else 6

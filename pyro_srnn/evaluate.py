@@ -18,6 +18,7 @@ from torch.distributions import kl_divergence
 
 from .batching import length_batches, padded, to_batch
 from .elbo import STACKED_ELBOS
+from .errors import SRNNError
 from .numerics import denormals_flushed
 from .model import SRNN, Batch, Paths
 
@@ -43,11 +44,12 @@ class SequenceScores:
 
     def per_frame(self, values=None) -> dict:
         """The paper's normalisation (mean over sequences of value / frames, with its standard error)
-        and the total-frame normalisation (sum of values / sum of frames)."""
+        and the total-frame normalisation (sum of values / sum of frames). One sequence has no standard
+        error: it is None (null in JSON, where NaN is not allowed)."""
         values = self.elbo if values is None else values
         ratios = values / self.lengths
-        stderr = ratios.std(ddof=1) / math.sqrt(len(ratios)) if len(ratios) > 1 else float("nan")
-        return {"per_sequence": float(ratios.mean()), "per_sequence_stderr": float(stderr),
+        stderr = float(ratios.std(ddof=1) / math.sqrt(len(ratios))) if len(ratios) > 1 else None
+        return {"per_sequence": float(ratios.mean()), "per_sequence_stderr": stderr,
                 "total_frames": float(values.sum() / self.lengths.sum())}
 
 
@@ -93,6 +95,8 @@ def score_sequences(srnn: SRNN, sequences, kl: str = "analytic", samples: int = 
     log (1/K) sum_k p(x, z_k) / q(z_k | x) of every full sequence, starting from d_0 = 0, z_0 = 0 and
     u_1 = 0 (or u_1 = x_1, see :func:`padded`). With ``active_units``, also the variance over all frames
     of the posterior mean of each latent dimension."""
+    if len(sequences) == 0:
+        raise SRNNError("no sequences to score")
     srnn.eval()
     lengths = np.array([len(s) for s in sequences])
     n = len(sequences)

@@ -1,37 +1,155 @@
-"""Finding runs and checkpoints on disk."""
+"""The run directory: the one place that knows its layout.
+
+A run directory holds ``config.json`` (the configuration, the data file's path and fingerprint, the device
+and process count), ``metrics.jsonl`` (one line per epoch), ``last.pt`` (after every epoch), ``best.pt``
+(best validation ELBO) and ``.lock`` (held while a process trains). Checkpoints carry the same record as
+``config.json``, so a run whose ``config.json`` was lost still resumes and evaluates.
+"""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from data_prep.files import remove_stale_temporaries, write_text
 
 from .errors import SRNNError
 
 RUNS_ROOT = Path("runs")
 
 
+class RunDir:
+    CONFIG, METRICS, LAST, BEST, LOCK = "config.json", "metrics.jsonl", "last.pt", "best.pt", ".lock"
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __str__(self):
+        return str(self.path)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / self.METRICS
+
+    @property
+    def last(self) -> Path:
+        return self.path / self.LAST
+
+    @property
+    def best(self) -> Path:
+        return self.path / self.BEST
+
+    def holds_run(self) -> bool:
+        return self.last.exists() or self.config_path.exists()
+
+    # -- the record: configuration, data, fingerprint
+
+    def record(self) -> dict | None:
+        """``config.json``'s content, or the same record from ``last.pt`` when the file is gone; None for a
+        directory that holds no run."""
+        if self.config_path.is_file():
+            try:
+                record = json.loads(self.config_path.read_text())
+                if isinstance(record, dict) and isinstance(record.get("config"), dict):
+                    return record
+            except (OSError, ValueError):
+                pass
+            if not self.last.is_file():
+                raise SRNNError(f"{self.config_path}: not a run record, and no {self.LAST} to recover it from")
+        if self.last.is_file():
+            from .train import load_checkpoint
+
+            return record_of_checkpoint(load_checkpoint(self.last))
+        return None
+
+    def write_record(self, record: dict):
+        write_text(self.config_path, json.dumps(record, indent=2))
+
+    # -- metrics
+
+    def metrics(self) -> list:
+        if not self.metrics_path.is_file():
+            return []
+        rows = []
+        for line in self.metrics_path.read_text().splitlines():
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    break  # a line cut by a crash ends the record
+        return rows
+
+    def start_metrics(self):
+        write_text(self.metrics_path, "")
+
+    def append_metrics(self, metrics: dict):
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+
+    def truncate_metrics(self, epochs_done: int):
+        """Keep the lines of the epochs a resumed checkpoint has done; later ones are trained again."""
+        kept = [m for m in self.metrics() if m.get("epoch", 0) <= epochs_done]
+        write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in kept))
+
+    def is_finished(self, epochs: int) -> bool:
+        rows = self.metrics()
+        return self.last.exists() and bool(rows) and rows[-1].get("epoch", 0) >= epochs
+
+    def remove_stale_temporaries(self):
+        remove_stale_temporaries(self.config_path, self.metrics_path, self.last, self.best)
+
+    # -- checkpoints
+
+    def checkpoint(self) -> Path:
+        """best.pt, else last.pt."""
+        for path in (self.best, self.last):
+            if path.is_file():
+                return path
+        raise SRNNError(f"{self.path}: no {self.BEST} or {self.LAST} in this run directory")
+
+
+def record_of_checkpoint(ckpt: dict) -> dict:
+    """The run record a checkpoint carries (the fields of config.json)."""
+    return {"config": ckpt["config"], "data": ckpt.get("data"), "data_fingerprint": ckpt.get("data_fingerprint"),
+            "dataset": ckpt.get("dataset"), "grid": ckpt.get("grid")}
+
+
 def latest_run(root=RUNS_ROOT) -> Path:
     """The run directory under ``root`` whose last checkpoint was written most recently."""
     root = Path(root)
-    runs = [p.parent for p in root.glob("*/last.pt")] if root.is_dir() else []
+    runs = [p.parent for p in root.glob(f"*/{RunDir.LAST}")] if root.is_dir() else []
     if not runs:
         raise SRNNError(f"no trained run under {root}/; train one with `srnn train` or pass a run directory")
-    return max(runs, key=lambda r: (r / "last.pt").stat().st_mtime)
+    return max(runs, key=lambda r: (r / RunDir.LAST).stat().st_mtime)
 
 
 def resolve_checkpoint(target=None, root=RUNS_ROOT) -> Path:
     """A checkpoint file from a run directory (its best.pt, else last.pt), a file, or the latest run."""
     path = latest_run(root) if target is None else Path(target)
     if path.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise SRNNError(f"{path}: no best.pt or last.pt in this run directory")
+        return RunDir(path).checkpoint()
     if not path.is_file():
         raise SRNNError(f"{path}: no such run directory or checkpoint")
     return path
 
 
-def run_data_path(checkpoint: Path) -> str | None:
-    """The data file the run was trained on, from the config.json beside the checkpoint."""
-    config = checkpoint.parent / "config.json"
-    return json.loads(config.read_text()).get("data") if config.is_file() else None
+def check_data(fingerprint: dict | None, data, where, same_data: bool = True):
+    """Refuse ``data`` (a PianoRollFile) that is not what the run recorded in ``fingerprint``. With
+    ``same_data`` the data must be the very data trained on; otherwise (scoring a model on other data) only
+    the key range and the frame grid must agree. Runs from before fingerprints were recorded pass."""
+    if not fingerprint:
+        return
+    current = data.fingerprint()
+    current["frame_unit"] = current["grid"]["unit"]
+    fingerprint = {**fingerprint, "frame_unit": (fingerprint.get("grid") or {}).get("unit")}
+    keys = ("lowest_key", "n_keys", "frame_unit")
+    if same_data:
+        keys += ("dataset", "variant", "grid", "sequences", "sha256")
+    differs = [k for k in keys if current.get(k) != fingerprint.get(k)]
+    if differs:
+        what = "; ".join(f"{k} {fingerprint.get(k)} in the run, {current.get(k)} in the file" for k in differs
+                         if k != "sha256") or "same dataset and sizes, but other content (sha256)"
+        raise SRNNError(f"{data.path}: not the data {where} was trained on ({what})")

@@ -10,13 +10,27 @@ from .model import SRNN
 from .numerics import denormals_flushed
 
 
-@torch.no_grad()
-@denormals_flushed()
 def sample_rolls(srnn: SRNN, steps: int, n: int = 1, prime: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
     """``n`` piano rolls (n, len(prime) + steps, 88) as uint8. With a primer, its frames come first: they are
     run through the model (d from the GRU, z from the guide) and sampling continues from the last state."""
-    srnn.eval()
+    return np.concatenate(list(sample_batches(srnn, steps, n, prime, seed)))
+
+
+BATCH = 64  # pieces sampled at once: memory stays bounded however many pieces are asked for
+
+
+def sample_batches(srnn: SRNN, steps: int, n: int = 1, prime: np.ndarray | None = None, seed: int = 0,
+                   batch: int = BATCH):
+    """:func:`sample_rolls` in batches of at most ``batch`` pieces, one random stream seeded once."""
     torch.manual_seed(seed)
+    for start in range(0, n, batch):
+        yield _sample(srnn, steps, min(batch, n - start), prime)
+
+
+@torch.no_grad()
+@denormals_flushed()
+def _sample(srnn: SRNN, steps: int, n: int, prime: np.ndarray | None) -> np.ndarray:
+    srnn.eval()
     c = srnn.config
     device = next(srnn.parameters()).device
     d = torch.zeros(n, c.d, device=device)

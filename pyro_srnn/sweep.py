@@ -11,27 +11,49 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from data_prep.files import write_text
+
+from .config import SRNNConfig, parse_augment
 from .errors import RunBusy, SRNNError
+from .runs import RunDir, check_data
 
 # grid keys are the option names of `srnn train`
 GRID_KEYS = {"a": int, "d": int, "z": int, "hidden": int, "seq-len": int, "batch-size": int, "lr": float,
              "elbo": str, "augment": str}
 
 
-def parse_grid(text: str) -> list:
-    """'a=30,300 z=10,100' -> [{'a': 30, 'z': 10}, {'a': 30, 'z': 100}, ...] in a fixed order."""
-    axes = []
+def parse_grid(text: str, epochs: int | None = None) -> list:
+    """'a=30,300 z=10,100' -> [{'a': 30, 'z': 10}, {'a': 30, 'z': 100}, ...] in a fixed order. A key given
+    twice is refused, and every point is checked as `srnn train` checks its options, before any run starts."""
+    axes, seen = [], set()
     for part in text.split():
         key, sep, values = part.partition("=")
         if not sep or key not in GRID_KEYS or not values:
             raise SRNNError(f"--grid: cannot read {part!r}; expected KEY=V1,V2 with KEY one of {', '.join(GRID_KEYS)}")
+        if key in seen:
+            raise SRNNError(f"--grid: {key} is given twice; list all its values once, e.g. {key}=V1,V2")
+        seen.add(key)
         try:
             axes.append([(key, GRID_KEYS[key](v)) for v in values.split(",")])
         except ValueError:
             raise SRNNError(f"--grid: {part!r} has a value that is not a {GRID_KEYS[key].__name__}") from None
     if not axes:
         raise SRNNError("--grid is empty")
-    return [dict(combo) for combo in itertools.product(*axes)]
+    points = [dict(combo) for combo in itertools.product(*axes)]
+    for point in points:
+        point_config(point, epochs)
+    return points
+
+
+def point_config(point: dict, epochs: int | None = None) -> SRNNConfig:
+    """The configuration `srnn train` builds for a grid point; invalid values raise one SRNNError naming them."""
+    values = {k.replace("-", "_"): v for k, v in point.items() if k != "augment"}
+    try:
+        if "augment" in point:
+            values["augment_transpose"] = parse_augment(point["augment"])
+        return SRNNConfig(**values, **({"epochs": epochs} if epochs else {}))
+    except SRNNError as exc:
+        raise SRNNError(f"--grid point {run_name(point)}: {exc}") from None
 
 
 def parse_shard(text: str | None) -> tuple:
@@ -45,14 +67,6 @@ def parse_shard(text: str | None) -> tuple:
 
 def run_name(point: dict) -> str:
     return "-".join(f"{k}{v}" for k, v in point.items())
-
-
-def is_finished(run_dir: Path, epochs: int) -> bool:
-    metrics = run_dir / "metrics.jsonl"
-    if not (run_dir / "last.pt").exists() or not metrics.exists():
-        return False
-    lines = [line for line in metrics.read_text().splitlines() if line.strip()]
-    return bool(lines) and json.loads(lines[-1])["epoch"] >= epochs
 
 
 def train_command(data: str, run_dir: Path, point: dict, epochs: int, extra=()) -> list:
@@ -70,12 +84,12 @@ def run_sweep(data: str, grid: str, epochs: int, out_dir, jobs: int = 1, shard=(
     started whenever a core comes free). Returns (point, outcome) pairs."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    points = [p for i, p in enumerate(parse_grid(grid)) if i % shard[1] == shard[0]]
+    points = [p for i, p in enumerate(parse_grid(grid, epochs)) if i % shard[1] == shard[0]]
     notify = on_event or (lambda *args: None)
 
     def one(point):
         run_dir = out_dir / run_name(point)
-        if is_finished(run_dir, epochs):
+        if RunDir(run_dir).is_finished(epochs):
             notify("skipped", point)
             return point, "skipped"
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -100,20 +114,21 @@ def collect_results(out_dir, data_file: str, epochs: int, device="cpu") -> list:
     data = PianoRollFile(data_file)
     rows = []
     for run_dir in sorted(Path(out_dir).iterdir()):
-        if not run_dir.is_dir() or not is_finished(run_dir, epochs):
+        if not run_dir.is_dir() or not RunDir(run_dir).is_finished(epochs):
             continue
         cache = run_dir / "eval.json"
         if cache.exists():
             rows.append(json.loads(cache.read_text()))
             continue
-        ckpt = load_checkpoint(run_dir / "best.pt")
+        ckpt = load_checkpoint(RunDir(run_dir).best)
+        check_data(ckpt.get("data_fingerprint"), data, run_dir)
         srnn = model_from_checkpoint(ckpt, device)
         row = {"run": run_dir.name, **{k: ckpt["config"][k] for k in ("a", "d", "z", "hidden", "seq_len", "elbo")}}
         for split in ("valid", "test"):
             scores = score_sequences(srnn, data.split(split).sequences(), device=device)
             row[f"{split}_elbo"] = scores.per_frame()["per_sequence"]
             row[f"{split}_elbo_total_frames"] = scores.per_frame()["total_frames"]
-        cache.write_text(json.dumps(row))
+        write_text(cache, json.dumps(row))
         rows.append(row)
     return sorted(rows, key=lambda r: -r["valid_elbo"])
 

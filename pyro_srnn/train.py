@@ -1,15 +1,16 @@
 """Training: the paper's recipe (SPEC section 2) over a run directory that survives interruption.
 
-A run directory holds ``config.json``, ``metrics.jsonl`` (one line per epoch), ``last.pt`` (after every
-epoch) and ``best.pt`` (best validation ELBO). Checkpoints carry the optimiser and every random state, so a
-resumed run ends with exactly the parameters of an uninterrupted one.
+The run directory's layout is :class:`pyro_srnn.runs.RunDir`'s. Checkpoints carry the optimiser and every
+random state, so a resumed run ends with exactly the parameters of an uninterrupted one; they hold only
+tensors, numbers, strings, lists and dicts, and are read with ``weights_only=True``, so loading a file never
+runs code.
 """
 from __future__ import annotations
 
-import json
+import io
 import math
-import os
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import pyro
 import torch
 from pyro import poutine
 
+from data_prep.files import OutputError, write_bytes
 from data_prep.h5 import PianoRollFile
 
 from .batching import make_streams, n_chunks, tbptt_chunks, to_batch, transpose_keys
@@ -28,6 +30,7 @@ from . import distributed
 from .evaluate import make_elbo, score_sequences
 from .numerics import denormals_flushed
 from .model import SRNN
+from .runs import RunDir, check_data
 
 CHECKPOINT_FORMAT = "pyro-srnn-checkpoint-1"
 
@@ -73,22 +76,29 @@ def _set_rng_state(state: dict, np_rng: np.random.Generator):
 
 
 def atomic_save(obj, path: Path):
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    """The whole checkpoint or nothing: serialised in memory, then written by rename (a full disk keeps the
+    previous checkpoint)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        write_bytes(path, buffer.getvalue())
+    except OutputError as exc:
+        raise SRNNError(f"{exc}; the previous checkpoint is kept") from None
 
 
 def load_checkpoint(path) -> dict:
+    """A checkpoint read with ``weights_only=True``: a pickle that asks for any other object (code) is refused
+    before anything runs."""
     path = Path(path)
     if not path.is_file():
         raise SRNNError(f"{path}: no such checkpoint")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        code = re.search(r"GLOBAL (\S+)", str(exc))
+        if code:
+            raise SRNNError(f"{path}: refused: loading it would call {code.group(1)} (a checkpoint holds only "
+                            "tensors, numbers and strings)") from None
         raise SRNNError(f"{path}: unreadable checkpoint ({exc.__class__.__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise SRNNError(f"{path}: not a pyro-srnn checkpoint")
@@ -150,7 +160,7 @@ class Hooks:
 
 class Trainer:
     def __init__(self, config: SRNNConfig, data: PianoRollFile, run_dir, device="cpu", hooks: Hooks | None = None):
-        self.config, self.data, self.run_dir = config, data, Path(run_dir)
+        self.config, self.data, self.run = config, data, RunDir(run_dir)
         self.device = distributed.process_device(resolve_device(device) if isinstance(device, str) else device)
         self.hooks = hooks or Hooks()
         self.rank, self.world = distributed.rank_and_world(self.device)
@@ -176,7 +186,10 @@ class Trainer:
 
     def start(self, resume: bool = False):
         """Create the run directory, or with ``resume`` continue from its last checkpoint."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SRNNError(f"{self.run.path}: cannot create the run directory ({exc.strerror})") from None
         if self.rank == 0:
             self._lock()
         try:
@@ -186,65 +199,72 @@ class Trainer:
             raise
 
     def _start(self, resume: bool):
-        config_path, last = self.run_dir / "config.json", self.run_dir / "last.pt"
-        if resume and last.exists():
-            saved = SRNNConfig.from_dict(json.loads(config_path.read_text())["config"]).to_dict()
+        run = self.run
+        self.data_fingerprint = self.data.fingerprint()
+        rank_zero = self.rank == 0
+        if rank_zero:
+            run.remove_stale_temporaries()
+        if resume and run.last.exists():
+            record = run.record()
+            saved = SRNNConfig.from_dict(record["config"]).to_dict()
             if saved != self.config.to_dict():
                 diff = sorted(k for k in saved if saved.get(k) != self.config.to_dict().get(k))
-                raise SRNNError(f"{last}: checkpoint of another configuration (differs in {', '.join(diff)}); "
+                raise SRNNError(f"{run.last}: checkpoint of another configuration (differs in {', '.join(diff)}); "
                                 "resume with the same options or use another --run-dir")
-            ckpt = load_checkpoint(last)
+            check_data(record.get("data_fingerprint"), self.data, run.path)
+            ckpt = load_checkpoint(run.last)
             if len(ckpt["rng"]) != self.world:
-                raise SRNNError(f"{last}: written by {len(ckpt['rng'])} process(es); resume with as many")
+                raise SRNNError(f"{run.last}: written by {len(ckpt['rng'])} process(es); resume with as many")
             self.srnn.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.epoch, self.step_count, self.best_valid = ckpt["epoch"], ckpt["step"], ckpt["best_valid"]
             _set_rng_state(ckpt["rng"][self.rank], self.np_rng)
-            if self.rank == 0:
-                self._truncate_metrics(self.epoch)
+            if rank_zero:
+                if not run.config_path.is_file():
+                    run.write_record(self.record())
+                run.truncate_metrics(self.epoch)
             return
-        if not resume and (last.exists() or config_path.exists()):  # resume before a first checkpoint starts anew
-            raise SRNNError(f"{self.run_dir}: holds a run already; pass --resume to continue it or choose "
+        if not resume and run.holds_run():  # resume before a first checkpoint starts anew
+            raise SRNNError(f"{run.path}: holds a run already; pass --resume to continue it or choose "
                             "another --run-dir")
+        if resume and run.config_path.is_file():  # killed before its first checkpoint: only its data must agree
+            check_data(run.record().get("data_fingerprint"), self.data, run.path)
         distributed.barrier(self.world)  # every process has looked before rank 0 writes
-        if self.rank > 0:
+        if not rank_zero:
             return
-        config_path.write_text(json.dumps({"config": self.config.to_dict(), "data": self.data.path,
-                                           "dataset": self.data.dataset, "grid": self.data.grid.__dict__,
-                                           "device": str(self.device), "processes": self.world}, indent=2))
-        (self.run_dir / "metrics.jsonl").write_text("")
+        run.write_record(self.record())
+        run.start_metrics()
+
+    def record(self) -> dict:
+        """What config.json holds, and every checkpoint with it."""
+        return {"config": self.config.to_dict(), "data": self.data.path, "data_fingerprint": self.data_fingerprint,
+                "dataset": self.data.dataset, "grid": self.data.grid.__dict__, "device": str(self.device),
+                "processes": self.world}
 
     def _lock(self):
         """Hold the run directory for this process's lifetime: two trainings in one directory would
         interleave their checkpoints and metrics."""
         import fcntl
 
-        self._lock_file = open(self.run_dir / ".lock", "w")
+        self._lock_file = open(self.run.path / RunDir.LOCK, "w")
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunBusy(f"{self.run_dir}: another process is training in this run directory") from None
+            raise RunBusy(f"{self.run.path}: another process is training in this run directory") from None
 
     def _unlock(self):
         if getattr(self, "_lock_file", None):
             self._lock_file.close()
             self._lock_file = None
 
-    def _truncate_metrics(self, epochs_done: int):
-        path = self.run_dir / "metrics.jsonl"
-        lines = path.read_text().splitlines() if path.exists() else []
-        kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epochs_done]
-        path.write_text("".join(line + "\n" for line in kept))
-
     def _checkpoint(self, path: Path):
         """Written by rank 0 only, with every process's random state."""
         rng_states = distributed.gather_objects(_rng_state(self.np_rng), self.world)
         if self.rank > 0:
             return
-        atomic_save({"format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "model": self.srnn.state_dict(),
+        atomic_save({**self.record(), "format": CHECKPOINT_FORMAT, "model": self.srnn.state_dict(),
                      "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "step": self.step_count,
-                     "best_valid": self.best_valid, "rng": rng_states,
-                     "dataset": self.data.dataset, "grid": self.data.grid.__dict__}, path)
+                     "best_valid": self.best_valid, "rng": rng_states}, path)
 
     # -- training
 
@@ -268,11 +288,10 @@ class Trainer:
                                                                      self.world)
                 if metrics["valid_elbo"] > self.best_valid:
                     self.best_valid = metrics["valid_elbo"]
-                    self._checkpoint(self.run_dir / "best.pt")
+                    self._checkpoint(self.run.best)
             if self.rank == 0:
-                with open(self.run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(metrics) + "\n")
-            self._checkpoint(self.run_dir / "last.pt")
+                self.run.append_metrics(metrics)
+            self._checkpoint(self.run.last)
             history.append(metrics)
             if self.hooks.epoch_end:
                 self.hooks.epoch_end(metrics)
@@ -304,9 +323,10 @@ class Trainer:
             temperature = kl_temperature(c, self.step_count, self.batches_per_epoch)
             loss, reconstruction, (d_carry, z_carry) = self.step(batch, temperature)
             if not (math.isfinite(loss) and math.isfinite(self.last_grad_norm)):
-                raise TrainingDiverged(
-                    f"training diverged: the loss became {loss} (gradient norm {self.last_grad_norm}) at epoch "
-                    f"{self.epoch + 1}, step {i + 1}; {self.run_dir} keeps the checkpoints of epoch {self.epoch}")
+                kept = (f"{self.run.path} keeps the checkpoints of epoch {self.epoch}" if self.run.last.exists()
+                        else "no checkpoint had been written yet")
+                raise TrainingDiverged(f"training diverged: the loss became {loss} (gradient norm "
+                                       f"{self.last_grad_norm}) at epoch {self.epoch + 1}, step {i + 1}; {kept}")
             frames = int(mask.sum())
             # loss = -(reconstruction - temperature * KL) per frame
             kl = (loss * frames + reconstruction) / temperature

@@ -109,7 +109,7 @@ def test_padding_does_not_change_a_sequence(monkeypatch):
 
 
 def test_evaluate_command_json(trained):
-    result = CliRunner().invoke(srnn_cli, ["evaluate", str(trained.run_dir), "--split", "valid", "--iwae", "2",
+    result = CliRunner().invoke(srnn_cli, ["evaluate", str(trained.run.path), "--split", "valid", "--iwae", "2",
                                            "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{"):])

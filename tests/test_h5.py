@@ -3,6 +3,7 @@ import h5py
 import numpy as np
 import pytest
 
+from data_prep.files import OutputError
 from data_prep.h5 import DataFileError, PianoRollFile, Split, write_dataset
 from tests.conftest import random_roll
 
@@ -35,7 +36,7 @@ def test_round_trip_is_exact(tmp_path):
 
 def test_existing_file_kept_without_force(tmp_path):
     write_dataset(tmp_path / "d.h5", make_splits(0), ATTRS)
-    with pytest.raises(FileExistsError, match="--force"):
+    with pytest.raises(OutputError, match="--force"):
         write_dataset(tmp_path / "d.h5", make_splits(1), ATTRS)
     np.testing.assert_array_equal(PianoRollFile(tmp_path / "d.h5").split("test").rolls, make_splits(0)["test"].rolls)
     write_dataset(tmp_path / "d.h5", make_splits(1), ATTRS, force=True)

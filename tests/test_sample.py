@@ -19,7 +19,7 @@ def run_dir(bach_file, tmp_path_factory):
     trainer = Trainer(tiny_config(epochs=1), PianoRollFile(bach_file), tmp_path_factory.mktemp("s") / "run")
     trainer.start()
     trainer.fit()
-    return trainer.run_dir
+    return trainer.run.path
 
 
 def test_sampled_midi_reads_back_exactly(run_dir, tmp_path):
