@@ -195,7 +195,8 @@ def frames_from_note_lists(steps, where) -> np.ndarray:
 class _MusicUnpickler(pickle.Unpickler):
     """Admits only what Boulanger-style pickles hold: dicts, lists, tuples, numbers and strings, plus the two
     numpy reconstructors of a numeric scalar (``numpy.dtype`` and ``numpy.core.multiarray.scalar``) that
-    pickles of numpy note numbers use. Any other global (``os.system``, ``builtins.eval``, ...) is refused,
+    pickles of numpy note numbers use, and ``_codecs.encode`` of latin-1 text, which is how Python 3 writes
+    the scalar's bytes into a protocol-2 pickle. Any other global (``os.system``, ``builtins.eval``, ...) is refused,
     so reading a pickle never runs code."""
 
     def find_class(self, module, name):
@@ -203,8 +204,16 @@ class _MusicUnpickler(pickle.Unpickler):
             return np.dtype
         if name == "scalar" and module in ("numpy.core.multiarray", "numpy._core.multiarray"):
             return _numeric_scalar
+        if (module, name) == ("_codecs", "encode"):  # how Python 3 writes bytes into a protocol-2 pickle
+            return _latin1_bytes
         raise pickle.UnpicklingError(f"refused to load {module}.{name} (only numbers, strings and containers "
                                      "are admitted)")
+
+
+def _latin1_bytes(text, encoding="latin1"):
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("refused a _codecs.encode other than latin-1 text to bytes")
+    return text.encode("latin1")
 
 
 def _numeric_scalar(dtype, data=None):
