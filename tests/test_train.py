@@ -202,3 +202,72 @@ def test_resume_before_the_first_checkpoint_starts_the_run(bach_file, tmp_path):
     assert again.epoch == 0
     again.fit()
     assert (tmp_path / "run" / "last.pt").exists()
+
+
+def test_an_update_uses_the_gradient_rescaled_to_norm_1_then_clipped_element_wise():
+    from pyro_srnn.model import SRNN
+    from pyro_srnn.train import make_elbo, make_optimizer, svi_step
+    from tests.test_model import randomised, tiny_batch
+
+    torch.manual_seed(0)
+    config = tiny_config()
+    srnn = randomised(SRNN(config), seed=1)
+    batch = tiny_batch((9, 9))
+    elbo = make_elbo("trace")
+    torch.manual_seed(5)
+    raw = torch.autograd.grad(srnn(batch, elbo, 0.5), list(srnn.parameters()))
+    norm = torch.sqrt(sum((g ** 2).sum() for g in raw))
+    assert norm > 2 * config.max_grad_norm  # the rescaling matters
+
+    seen = {}
+
+    class Spy(torch.optim.Adam):
+        def step(self, closure=None):
+            seen["grads"] = [p.grad.clone() for p in srnn.parameters()]
+            return super().step(closure)
+
+    optimizer = make_optimizer(srnn, config)
+    optimizer.__class__ = Spy
+    torch.manual_seed(5)
+    *_, grad_norm = svi_step(srnn, elbo, optimizer, config, batch, 0.5)
+    assert grad_norm == pytest.approx(float(norm), rel=1e-5)
+    for got, g in zip(seen["grads"], raw):
+        expected = (g * config.max_grad_norm / norm).clamp(-config.grad_clip_value, config.grad_clip_value)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_the_kl_temperature_follows_the_global_step_across_epochs(bach_file, tmp_path):
+    config = tiny_config(epochs=3, schedule="fixed", valid_every=3)
+    trainer = Trainer(config, PianoRollFile(bach_file), tmp_path / "run")
+    temperatures = []
+    original = trainer.step
+
+    def spy(batch, temperature):
+        temperatures.append(temperature)
+        return original(batch, temperature)
+
+    trainer.step = spy
+    trainer.start()
+    metrics = trainer.fit()
+    n = trainer.batches_per_epoch
+    assert temperatures == pytest.approx([kl_temperature(config, step, n) for step in range(3 * n)])
+    assert [m["kl_temperature"] for m in metrics] == pytest.approx(
+        [kl_temperature(config, (e + 1) * n - 1, n) for e in range(3)])
+    assert temperatures[n] > temperatures[n - 1] > temperatures[0]  # rises within and across epochs
+
+
+def test_the_guide_returns_its_last_d_and_sampled_z_for_the_next_chunk():
+    from pyro import poutine
+
+    from pyro_srnn.model import SRNN
+    from tests.test_model import randomised, tiny_batch
+
+    torch.manual_seed(0)
+    srnn = randomised(SRNN(tiny_config()))
+    batch = tiny_batch((6, 6))
+    batch.z0.normal_()
+    trace = poutine.trace(srnn.guide).get_trace(batch)
+    d_last, z_last = trace.nodes["_RETURN"]["value"]
+    assert torch.equal(z_last, trace.nodes[f"z_{batch.steps}"]["value"])
+    assert not torch.equal(z_last, batch.z0)
+    torch.testing.assert_close(d_last, srnn.forward_path(batch.u, batch.d0)[:, -1])
