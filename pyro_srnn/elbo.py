@@ -6,15 +6,22 @@ the same terms, at the same sampled values, are computed on the stacked (T, batc
 tensor operations. The estimator is unchanged (a test checks equality with Pyro's own classes for the
 same noise); traces that are not a chain of diagonal Normals, or runs with Pyro's validation on, take
 Pyro's own per-site code.
+
+:func:`sequence_terms` is the one place the ELBO's parts are computed: the loss is built from it, training
+reads its metrics from it (the ELBO keeps the terms of its last call) and evaluation scores sequences
+with it.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from pyro import poutine
 from pyro.distributions import Independent, Normal
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from pyro.distributions.util import scale_and_mask
 from pyro.infer.util import is_validation_enabled
-from pyro.poutine.util import prune_subsample_sites
+from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch.distributions import kl_divergence
 
 
@@ -25,8 +32,9 @@ def _diagonal_normal(fn) -> bool:
 def _stacked_chain(model_trace, guide_trace):
     """(guide sites, model sites) of the latent variables, in the guide's order, when every latent site of
     both traces is a diagonal Normal over one event dimension with a shared shape, else None."""
-    names = [n for n, s in guide_trace.nodes.items() if s["type"] == "sample"]
-    model_latent = {n for n, s in model_trace.nodes.items() if s["type"] == "sample" and not s["is_observed"]}
+    names = [n for n, s in guide_trace.nodes.items() if s["type"] == "sample" and not site_is_subsample(s)]
+    model_latent = {n for n, s in model_trace.nodes.items()
+                    if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s)}
     if not names or model_latent != set(names):
         return None
     guide_sites = [guide_trace.nodes[n] for n in names]
@@ -40,16 +48,16 @@ def _stacked_chain(model_trace, guide_trace):
     return guide_sites, model_sites
 
 
-def _masked_scaled_sum(per_step, sites):
-    """sum_t scale_t * sum_b [mask_tb] per_step_tb with each site's own scale and mask, as Pyro's
-    scale_and_mask does site by site."""
+def _masked_per_sequence(per_step, sites):
+    """(sum_t [mask_tb] per_step_tb, sum_t scale_t [mask_tb] per_step_tb) per sequence b, with each site's own
+    mask and scale, as Pyro's scale_and_mask does site by site."""
     masks = [s["mask"] for s in sites]
     if any(m is not None for m in masks):
         full = torch.ones_like(per_step[0], dtype=torch.bool)
         per_step = torch.where(torch.stack([full if m is None else m for m in masks]), per_step,
                                torch.zeros_like(per_step))
     scales = torch.tensor([float(s["scale"]) for s in sites], dtype=per_step.dtype, device=per_step.device)
-    return (per_step.sum(-1) * scales).sum()
+    return per_step.sum(0), (per_step * scales.unsqueeze(-1)).sum(0)
 
 
 def _stack_normals(sites):
@@ -57,9 +65,45 @@ def _stack_normals(sites):
                   torch.stack([s["fn"].base_dist.scale for s in sites]), validate_args=False)
 
 
+class SequenceTerms(NamedTuple):
+    """The ELBO's parts per sequence of a batch, summed over its (unmasked) frames:
+    ELBO = reconstruction - kl, and the annealed training objective is reconstruction - kl_scaled."""
+
+    reconstruction: torch.Tensor  # log p(x | z, u)
+    kl: torch.Tensor  # sum_t KL(q(z_t | .) || p(z_t | .)), analytic or sampled
+    kl_scaled: torch.Tensor  # the same with each step's scale (the KL temperature)
+
+
+def sequence_terms(model_trace, guide_trace, kl: str = "analytic") -> SequenceTerms:
+    """The parts of the ELBO per sequence from a guide trace and the model trace replayed on it. ``kl``:
+    'analytic' (KL of each z_t given the sampled z_{t-1}, TraceMeanField_ELBO's term) or 'trace'
+    (log q - log p at the sampled z_t, Trace_ELBO's term). The latent sites must form a chain of diagonal
+    Normals (:func:`_stacked_chain`), as the SRNN's do."""
+    chain = _stacked_chain(model_trace, guide_trace)
+    if chain is None:
+        raise ValueError("sequence_terms needs latent sites that form a chain of diagonal Normals")
+    guide_sites, model_sites = chain
+    reconstruction = 0
+    for site in model_trace.nodes.values():
+        if site["type"] == "sample" and site["is_observed"]:
+            reconstruction = reconstruction + scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"],
+                                                             site["mask"])
+    q, p = _stack_normals(guide_sites), _stack_normals(model_sites)
+    if kl == "analytic":
+        kl_sum, kl_scaled = _masked_per_sequence(kl_divergence(q, p).sum(-1), guide_sites)  # the guide's mask
+    else:
+        z = torch.stack([s["value"] for s in guide_sites])
+        log_q, log_q_scaled = _masked_per_sequence(q.log_prob(z).sum(-1), guide_sites)
+        log_p, log_p_scaled = _masked_per_sequence(p.log_prob(z).sum(-1), model_sites)
+        kl_sum, kl_scaled = log_q - log_p, log_q_scaled - log_p_scaled
+    return SequenceTerms(reconstruction, kl_sum, kl_scaled)
+
+
 class _StackedChain:
-    """Mixin over a Pyro ELBO: ``_chain_term(q, p, z, guide_sites, model_sites)`` gives the z part of the
-    ELBO from the stacked guide and model distributions and the stacked sampled values."""
+    """Mixin over a Pyro ELBO whose loss is built from :func:`sequence_terms` with the KL form ``KL``. The
+    terms of the last call are kept in ``last_terms`` (detached; None when Pyro's own code ran)."""
+
+    last_terms = None
 
     def _get_trace(self, model, guide, args, kwargs):
         if is_validation_enabled():
@@ -71,33 +115,27 @@ class _StackedChain:
     def _differentiable_loss_particle(self, model_trace, guide_trace):
         chain = None if is_validation_enabled() else _stacked_chain(model_trace, guide_trace)
         if chain is None:
+            self.last_terms = None
             if not is_validation_enabled():  # log-probs were left for here
                 model_trace.compute_log_prob()
                 guide_trace.compute_score_parts()
             return super()._differentiable_loss_particle(model_trace, guide_trace)
-        guide_sites, model_sites = chain
-        model_trace.compute_log_prob(site_filter=lambda name, site: site["is_observed"])
-        elbo = sum(s["log_prob_sum"] for s in model_trace.nodes.values() if s["type"] == "sample" and s["is_observed"])
-        q, p = _stack_normals(guide_sites), _stack_normals(model_sites)
-        elbo = elbo + self._chain_term(q, p, torch.stack([s["value"] for s in guide_sites]), guide_sites, model_sites)
+        terms = sequence_terms(model_trace, guide_trace, self.KL)
+        self.last_terms = SequenceTerms(*(t.detach() for t in terms))  # what training reports
+        elbo = terms.reconstruction.sum() - terms.kl_scaled.sum()
         return -float(elbo.detach()), -elbo
 
 
 class StackedTrace_ELBO(_StackedChain, Trace_ELBO):
     """Trace_ELBO: log p(z_t | .) - log q(z_t | .) at the guide's sampled z_t."""
 
-    @staticmethod
-    def _chain_term(q, p, z, guide_sites, model_sites):
-        return (_masked_scaled_sum(p.log_prob(z).sum(-1), model_sites)
-                - _masked_scaled_sum(q.log_prob(z).sum(-1), guide_sites))
+    KL = "trace"
 
 
 class StackedTraceMeanField_ELBO(_StackedChain, TraceMeanField_ELBO):
     """TraceMeanField_ELBO: - KL(q(z_t | .) || p(z_t | .)), analytic given the sampled z_{t-1}."""
 
-    @staticmethod
-    def _chain_term(q, p, z, guide_sites, model_sites):
-        return -_masked_scaled_sum(kl_divergence(q, p).sum(-1), guide_sites)  # the guide's mask, as Pyro
+    KL = "analytic"
 
 
 PYRO_ELBOS = {"trace": Trace_ELBO, "analytic": TraceMeanField_ELBO}

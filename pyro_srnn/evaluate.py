@@ -13,11 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from pyro import poutine
-from pyro.poutine.util import site_is_subsample
-from torch.distributions import kl_divergence
 
 from .batching import length_batches, padded, to_batch
-from .elbo import STACKED_ELBOS
+from .elbo import STACKED_ELBOS, SequenceTerms, sequence_terms
 from .errors import SRNNError
 from .numerics import denormals_flushed
 from .model import SRNN, Batch, Paths
@@ -54,36 +52,23 @@ class SequenceScores:
 
 
 def traces(srnn: SRNN, batch: Batch, paths: Paths | None = None):
-    """The guide's trace and the model's trace replayed on it, with log-probabilities computed. Draws on
-    the same batch may share ``paths`` (the z-independent computations)."""
+    """The guide's trace and the model's trace replayed on it. Draws on the same batch may share ``paths``
+    (the z-independent computations)."""
     paths = paths or Paths(srnn, batch)
     guide_trace = poutine.trace(srnn.guide).get_trace(batch, 1.0, paths)
     model_trace = poutine.trace(poutine.replay(srnn.model, trace=guide_trace)).get_trace(batch, 1.0, paths)
-    guide_trace.compute_log_prob()
-    model_trace.compute_log_prob()
     return model_trace, guide_trace
 
 
-def batch_scores(srnn: SRNN, batch: Batch, kl: str = "analytic", paths: Paths | None = None):
-    """Per sequence of the batch: (reconstruction, KL, log p(x, z) - log q(z)) for one draw of z."""
-    model_trace, guide_trace = traces(srnn, batch, paths)
-    reconstruction = model_trace.nodes["x"]["log_prob"]
-    kl_total = torch.zeros_like(reconstruction)
-    log_weight = reconstruction.clone()
-    for name, guide_site in guide_trace.nodes.items():
-        if guide_site["type"] != "sample" or site_is_subsample(guide_site):
-            continue
-        model_site = model_trace.nodes[name]
-        log_ratio = guide_site["log_prob"] - model_site["log_prob"]
-        log_weight = log_weight - log_ratio
-        if kl == "analytic":
-            site_kl = kl_divergence(guide_site["fn"], model_site["fn"])
-            site_kl = torch.where(guide_site["mask"], site_kl, torch.zeros_like(site_kl)) \
-                if guide_site["mask"] is not None else site_kl
-            kl_total = kl_total + site_kl * guide_site["scale"]
-        else:
-            kl_total = kl_total + log_ratio
-    return reconstruction, kl_total, log_weight
+def batch_scores(srnn: SRNN, batch: Batch, kl: str = "analytic", paths: Paths | None = None) -> SequenceTerms:
+    """Per sequence of the batch: (reconstruction, KL, ...) for one draw of z, as the training loss has them."""
+    return sequence_terms(*traces(srnn, batch, paths), kl)
+
+
+def log_weight(srnn: SRNN, batch: Batch, paths: Paths | None = None) -> torch.Tensor:
+    """log p(x, z) - log q(z | x) per sequence at one draw of z: the IWAE bound's importance weight."""
+    terms = batch_scores(srnn, batch, "trace", paths)
+    return terms.reconstruction - terms.kl
 
 
 @torch.no_grad()
@@ -112,7 +97,7 @@ def score_sequences(srnn: SRNN, sequences, kl: str = "analytic", samples: int = 
             recon[group] += r.cpu().numpy() / samples
             kl_sum[group] += k.cpu().numpy() / samples
         if iwae:
-            log_w = torch.stack([batch_scores(srnn, batch, kl, paths)[2] for _ in range(iwae)])
+            log_w = torch.stack([log_weight(srnn, batch, paths) for _ in range(iwae)])
             bound[group] = (torch.logsumexp(log_w, 0) - math.log(iwae)).cpu().numpy()
         if active_units:
             model_trace, guide_trace = traces(srnn, batch, paths)

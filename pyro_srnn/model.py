@@ -199,13 +199,13 @@ class SRNN(nn.Module):
         a_reversed, _ = self.gru_a(take_steps(inputs, index))
         return take_steps(a_reversed, index)
 
-    def forward(self, batch: Batch, elbo, kl_scale: float = 1.0, model=None, guide=None):
+    def forward(self, batch: Batch, elbo, kl_scale: float = 1.0, guide=None):
         """The training objective: minus the (KL-annealed) ELBO per frame of the batch, as the Pyro ``elbo``
-        computes it, with the z-independent paths computed once for model and guide. ``model`` and ``guide``
-        may wrap this SRNN's own to observe them. Being the module's forward lets DistributedDataParallel
-        see the whole step."""
+        computes it, with the z-independent paths computed once for model and guide. ``guide`` may wrap this
+        SRNN's own to read what it returns. Being the module's forward lets DistributedDataParallel see the
+        whole step."""
         paths = Paths(self, batch)
-        return elbo.differentiable_loss(model or self.model, guide or self.guide, batch, kl_scale, paths) / batch.frames
+        return elbo.differentiable_loss(self.model, guide or self.guide, batch, kl_scale, paths) / batch.frames
 
     def model(self, batch: Batch, kl_scale: float = 1.0, paths: "Paths | None" = None):
         """p(x, z | u) = prod_t p(x_t | z_t, d_t) p(z_t | z_{t-1}, d_t)."""

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pyro
 import torch
-from pyro import poutine
 
 from data_prep.files import OutputError, write_bytes
 from data_prep.h5 import PianoRollFile
@@ -118,17 +117,17 @@ def svi_step(srnn: SRNN, elbo, optimizer, config: SRNNConfig, batch, temperature
     """One SVI step on a chunk: Pyro's ELBO, its gradient rescaled to total norm <= max_grad_norm and
     clipped element-wise (pyro.optim clips per parameter, so the update is written out here); no update
     when the gradient is not finite. ``parallel`` is the DistributedDataParallel wrapper of ``srnn`` when
-    training on several processes. Returns the loss per frame, the summed reconstruction term, the
-    detached states (d_T, z_T) to carry, and the gradient norm before rescaling."""
+    training on several processes. Returns the loss per frame, the ELBO's terms summed over the batch
+    (reconstruction, KL without the temperature), the detached states (d_T, z_T) to carry, and the gradient
+    norm before rescaling."""
     carried = {}
     srnn.train()  # after an evaluation: cuDNN's GRU has no backward pass in eval mode
 
     def guide(*args):
         carried["states"] = srnn.guide(*args)
 
-    model_tracer = poutine.trace(srnn.model)  # to read the reconstruction term back from the x site
     with pyro.validation_enabled(False):  # the data were checked when read; this is the hot path
-        loss = (parallel or srnn)(batch, elbo, temperature, model=model_tracer, guide=guide)
+        loss = (parallel or srnn)(batch, elbo, temperature, guide=guide)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for p in srnn.parameters() if p.grad is not None]
@@ -136,11 +135,10 @@ def svi_step(srnn: SRNN, elbo, optimizer, config: SRNNConfig, batch, temperature
     torch.nn.utils.clip_grad_value_(params, config.grad_clip_value)
     if math.isfinite(grad_norm):
         optimizer.step()
-    x_site = model_tracer.msngr.get_trace().nodes["x"]
-    with torch.no_grad():
-        reconstruction = float(x_site["fn"].log_prob(x_site["value"]).sum())
+    terms = elbo.last_terms  # the terms the loss was built from
     d_last, z_last = carried["states"]
-    return loss.item(), reconstruction, (d_last.detach(), z_last.detach()), grad_norm
+    return loss.item(), (float(terms.reconstruction.sum()), float(terms.kl.sum())), \
+        (d_last.detach(), z_last.detach()), grad_norm
 
 
 def make_optimizer(srnn: SRNN, config: SRNNConfig) -> torch.optim.Optimizer:
@@ -321,15 +319,13 @@ class Trainer:
         for i, (x, u, mask) in enumerate(tbptt_chunks(streams, c.seq_len)):
             batch = to_batch(x, u, mask, d_carry, z_carry, device=self.device)
             temperature = kl_temperature(c, self.step_count, self.batches_per_epoch)
-            loss, reconstruction, (d_carry, z_carry) = self.step(batch, temperature)
+            loss, (reconstruction, kl), (d_carry, z_carry) = self.step(batch, temperature)
             if not (math.isfinite(loss) and math.isfinite(self.last_grad_norm)):
                 kept = (f"{self.run.path} keeps the checkpoints of epoch {self.epoch}" if self.run.last.exists()
                         else "no checkpoint had been written yet")
                 raise TrainingDiverged(f"training diverged: the loss became {loss} (gradient norm "
                                        f"{self.last_grad_norm}) at epoch {self.epoch + 1}, step {i + 1}; {kept}")
             frames = int(mask.sum())
-            # loss = -(reconstruction - temperature * KL) per frame
-            kl = (loss * frames + reconstruction) / temperature
             totals["loss"] += loss * frames
             totals["reconstruction"] += reconstruction
             totals["kl"] += kl
@@ -351,9 +347,10 @@ class Trainer:
                 "seconds": seconds}
 
     def step(self, batch, temperature: float):
-        loss, reconstruction, states, self.last_grad_norm = svi_step(self.srnn, self.elbo, self.optimizer,
-                                                                    self.config, batch, temperature, self.parallel)
-        return loss, reconstruction, states
+        """One update; returns the loss per frame, (reconstruction, KL) summed over the batch, the carried states."""
+        loss, terms, states, self.last_grad_norm = svi_step(self.srnn, self.elbo, self.optimizer, self.config,
+                                                            batch, temperature, self.parallel)
+        return loss, terms, states
 
     def validate(self) -> float:
         """Validation ELBO per frame on full sequences, the paper's normalisation."""

@@ -450,7 +450,7 @@ def test_13_a_diverged_run_without_checkpoints_says_so(bach_file, tmp_path):
     from pyro_srnn.errors import TrainingDiverged
 
     trainer = Trainer(tiny_config(epochs=1), PianoRollFile(bach_file), tmp_path / "run")
-    trainer.step = lambda batch, temperature: (float("nan"), 0.0, (None, None))
+    trainer.step = lambda batch, temperature: (float("nan"), (0.0, 0.0), (None, None))
     trainer.last_grad_norm = float("nan")
     trainer.start()
     with pytest.raises(TrainingDiverged, match="no checkpoint had been written yet"):
