@@ -1,12 +1,12 @@
-"""The SRNN of Fraccaro et al. (2016): its networks, and the Pyro model and guide (SPEC section 1).
+"""The SRNN of Fraccaro et al. (2016): its networks, and the Pyro model and guide (docs/MODEL.md).
 
-    e(v)          = f(W2 f(W1 v + b1) + b2)                       shared embedding of u_t and x_t
-    d_t           = GRU(d_{t-1}, e(u_t))                          deterministic path, u_t = x_{t-1}
-    p(z_t | .)    = N(mu_p, exp(lv_p) + 1e-6), mu_p, lv_p = MLPs([d_t, z_{t-1}])
-    p(x_t | .)    = Bernoulli(sigmoid(MLP([d_t, z_t])))
-    a_t           = backward GRU over [d_t, e(x_t)]                inference path
-    q(z_t | .)    = N(mu_p + dmu_q, exp(lv_q) + 1e-6), dmu_q, lv_q = MLPs([a_t, z_{t-1}])
-    f(x)          = clip(leaky_relu(x, 1/3), -3, 3)
+    (M1) e(v)          = f(W2 f(W1 v + b1) + b2)                  shared embedding of u_t and x_t
+    (M2) d_t           = GRU(d_{t-1}, e(u_t))                     deterministic path, u_t = x_{t-1}
+    (M3) p(z_t | .)    = N(mu_p, exp(lv_p) + 1e-6), mu_p, lv_p = MLPs([d_t, z_{t-1}])
+    (M4) p(x_t | .)    = Bernoulli(sigmoid(MLP([d_t, z_t])))
+    (M5) a_t           = backward GRU over [d_t, e(x_t)]          inference path
+    (M6) q(z_t | .)    = N(mu_p + dmu_q, exp(lv_q) + 1e-6), dmu_q, lv_q = MLPs([a_t, z_{t-1}])
+         f(x)          = clip(leaky_relu(x, 1/3), -3, 3)
 """
 from __future__ import annotations
 
@@ -99,9 +99,14 @@ class GaussianMLPs(nn.Module):
         return self.first_c(c).unbind(1)
 
     def forward(self, c_part: torch.Tensor, z_prev: torch.Tensor):
+        """From the precomputed c_t part of the first layers (:meth:`precompute`) and z_{t-1}."""
         h = clipped_leaky_relu(c_part + self.first_z(z_prev))
         h_mean, h_logvar = h.split(self.hidden, dim=-1)
         return self.mean_out(h_mean), self.logvar_out(h_logvar)
+
+    def step(self, c: torch.Tensor, z_prev: torch.Tensor):
+        """Mean and log-variance from c_t and z_{t-1} of a single step."""
+        return self(self.first_c(c), z_prev)
 
 
 class Emission(nn.Module):
@@ -210,39 +215,50 @@ class SRNN(nn.Module):
     def model(self, batch: Batch, kl_scale: float = 1.0, paths: "Paths | None" = None):
         """p(x, z | u) = prod_t p(x_t | z_t, d_t) p(z_t | z_{t-1}, d_t)."""
         pyro.module("srnn", self)
-        paths = paths or Paths(self, batch)
+        paths = paths or Paths(self, batch)  # d_t for every step (M1, M2)
         z_prev, zs = batch.z0, []
         with pyro.plate("sequences", batch.size):
             with poutine.scale(scale=kl_scale):  # KL annealing on the z sites
                 for t in pyro.markov(range(batch.steps)):
-                    mu_p, lv_p = paths.prior(t, z_prev)
+                    mu_p, lv_p = paths.prior(t, z_prev)  # (M3)
                     with poutine.mask(mask=batch.mask[:, t]):  # padding
                         z_prev = pyro.sample(f"z_{t + 1}", self.normal(mu_p, lv_p))
                     zs.append(z_prev)
-            logits = self.emission(paths.d, torch.stack(zs, dim=1))
+            logits = self.emission(paths.d, torch.stack(zs, dim=1))  # (M4), all steps at once
             pyro.sample("x", dist.Bernoulli(logits=logits).mask(batch.mask.unsqueeze(-1)).to_event(2), obs=batch.x)
 
     def guide(self, batch: Batch, kl_scale: float = 1.0, paths: "Paths | None" = None):
         """q(z | x, u) = prod_t q(z_t | z_{t-1}, a_t). Returns (d_T, z_T), the states a next chunk starts from."""
         pyro.module("srnn", self)
-        paths = paths or Paths(self, batch)
+        paths = paths or Paths(self, batch)  # d_t and a_t for every step (M1, M2, M5)
         z_prev = batch.z0
         with pyro.plate("sequences", batch.size), poutine.scale(scale=kl_scale):
             for t in pyro.markov(range(batch.steps)):
-                (mu_p, _), (dmu_q, lv_q) = paths.prior_and_posterior(t, z_prev)
+                dmu_q, lv_q = paths.posterior(t, z_prev)  # (M6)
+                mu_p, _ = paths.prior(t, z_prev)  # (M3)
                 mu_q = mu_p + dmu_q if self.config.residual else dmu_q
                 with poutine.mask(mask=batch.mask[:, t]):
                     z_prev = pyro.sample(f"z_{t + 1}", self.normal(mu_q, lv_q))
         return paths.d[:, -1], z_prev
+
+    def generate(self, u: torch.Tensor, d: torch.Tensor, z: torch.Tensor):
+        """One step of the generative model from u_t, d_{t-1} and z_{t-1}: d_t (M2), z_t ~ p(z_t | z_{t-1}, d_t)
+        (M3), x_t ~ p(x_t | z_t, d_t) (M4). Returns (d_t, z_t, x_t); x_t is the next step's u."""
+        d = self.gru_d(self.embed(u).unsqueeze(1), d.unsqueeze(0))[1][0]
+        mean, logvar = self.prior.step(d, z)
+        z = self.normal(mean, logvar).sample()
+        x = torch.bernoulli(torch.sigmoid(self.emission(d, z)))
+        return d, z, x
 
 
 class Paths:
     """What model and guide share for one batch, each part computed at most once: the z-independent paths
     d and a with the d_t / a_t parts of the first layers over all steps, and the prior of each step.
 
-    The guide asks for prior and posterior of step t at its own sample z_{t-1}; the model, replaying the
-    guide's samples, asks for the prior with that very tensor and gets the stored answer. Asked with any
-    other z_{t-1} (the model run on its own), the prior is computed afresh.
+    The guide asks for the posterior of step t at its own sample z_{t-1}, which computes the prior of that
+    step in the same products (see :meth:`posterior`); the guide's and the model's (replayed) requests for
+    that prior, with that very tensor, get the stored answer. Asked with any other z_{t-1} (the model run on
+    its own), the prior is computed afresh.
     """
 
     def __init__(self, srnn: SRNN, batch: Batch):
@@ -268,17 +284,19 @@ class Paths:
             stored = self._prior[t] = (z_prev, self.srnn.prior(self.prior_d[t], z_prev))
         return stored[1]
 
-    def prior_and_posterior(self, t: int, z_prev: torch.Tensor):
-        """((mu_p, lv_p), (dmu_q, lv_q)) of step t: the four MLPs of [d_t, z_{t-1}] and [a_t, z_{t-1}] run as
-        one matrix product for their z_{t-1} parts and one batched product for their output layers, which
-        is the same arithmetic as running the four separately, in far fewer small products."""
+    def posterior(self, t: int, z_prev: torch.Tensor):
+        """dmu_q and lv_q of q(z_t | z_{t-1}, a_t) (the posterior mean is mu_p + dmu_q with the residual).
+
+        The four MLPs of [d_t, z_{t-1}] (prior) and [a_t, z_{t-1}] (posterior) run as one matrix product for
+        their z_{t-1} parts and one batched product for their output layers: the same arithmetic as running
+        them separately, in far fewer small products. The prior's half is stored for :meth:`prior`."""
         first_c, w_z, w_out, b_out = self._joint
         hidden = self.srnn.config.hidden
         h = clipped_leaky_relu(first_c[t] + z_prev @ w_z)  # (B, 4 hidden)
         out = torch.baddbmm(b_out, h.view(-1, 4, hidden).transpose(0, 1), w_out)  # (4, B, z)
         mu_p, lv_p, dmu_q, lv_q = out.unbind(0)
         self._prior[t] = (z_prev, (mu_p, lv_p))
-        return (mu_p, lv_p), (dmu_q, lv_q)
+        return dmu_q, lv_q
 
     @functools.cached_property
     def _joint(self):

@@ -43,9 +43,6 @@ def _sample(srnn: SRNN, steps: int, n: int, prime: np.ndarray | None) -> np.ndar
         u = torch.as_tensor(x[:, -1], device=device)
         frames.append(torch.as_tensor(x, device=device))
     for _ in range(steps):
-        d = srnn.gru_d(srnn.embed(u).unsqueeze(1), d.unsqueeze(0))[1][0]
-        mean, logvar = srnn.prior(srnn.prior.first_c(d), z)
-        z = srnn.normal(mean, logvar).sample()
-        u = torch.bernoulli(torch.sigmoid(srnn.emission(d, z)))
+        d, z, u = srnn.generate(u, d, z)
         frames.append(u.unsqueeze(1))
     return torch.cat(frames, dim=1).to(torch.uint8).cpu().numpy()
