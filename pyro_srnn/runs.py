@@ -65,6 +65,15 @@ class RunDir:
             return record_of_checkpoint(load_checkpoint(self.last))
         return None
 
+    def resume_config(self, overrides: dict):
+        """The run's configuration with ``overrides`` (options given again when resuming) applied."""
+        from .config import SRNNConfig
+
+        record = self.record()
+        if record is None:
+            raise SRNNError(f"{self.path}: holds no run to resume")
+        return SRNNConfig.from_dict({**record["config"], **overrides})
+
     def write_record(self, record: dict):
         write_text(self.config_path, json.dumps(record, indent=2))
 

@@ -1,30 +1,37 @@
-"""Architecture sweeps: one run directory per configuration of a grid, resumable, shardable across machines,
-summarised as a table of validation and test ELBO."""
+"""Architecture sweeps: a grid over SRNNConfig's fields, one run directory per configuration, summarised as a
+table of validation and test ELBO. Launching the runs is the command line's job (cli/sweep.py)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import itertools
 import json
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from data_prep.files import write_text
 
-from .config import SRNNConfig, parse_augment
-from .errors import RunBusy, SRNNError
+from .config import SRNNConfig
+from .errors import SRNNError
 from .runs import RunDir, check_data
 
-# grid keys are the option names of `srnn train`
-GRID_KEYS = {"a": int, "d": int, "z": int, "hidden": int, "seq-len": int, "batch-size": int, "lr": float,
-             "elbo": str, "augment": str}
+
+def boolean(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(text)
+    return text.lower() in ("true", "1")
+
+
+# A grid key is an SRNNConfig field, written with dashes (seq-len); its values are read with its type. The
+# piano's 88 keys are fixed, and the sweep's --epochs sets every run's length.
+GRID_KEYS = {f.name.replace("_", "-"): {bool: boolean}.get(type(f.default), type(f.default))
+             for f in dataclasses.fields(SRNNConfig)
+             if type(f.default) in (int, float, str, bool) and f.name not in ("x_dim", "epochs")}
 
 
 def parse_grid(text: str, epochs: int | None = None) -> list:
     """'a=30,300 z=10,100' -> [{'a': 30, 'z': 10}, {'a': 30, 'z': 100}, ...] in a fixed order. A key given
-    twice is refused, and every point is checked as `srnn train` checks its options, before any run starts."""
+    twice is refused, and every point is checked as SRNNConfig checks a configuration, before any run starts."""
     axes, seen = [], set()
     for part in text.split():
         key, sep, values = part.partition("=")
@@ -46,11 +53,9 @@ def parse_grid(text: str, epochs: int | None = None) -> list:
 
 
 def point_config(point: dict, epochs: int | None = None) -> SRNNConfig:
-    """The configuration `srnn train` builds for a grid point; invalid values raise one SRNNError naming them."""
-    values = {k.replace("-", "_"): v for k, v in point.items() if k != "augment"}
+    """The configuration of a grid point; invalid values raise one SRNNError naming the point."""
+    values = {k.replace("-", "_"): v for k, v in point.items()}
     try:
-        if "augment" in point:
-            values["augment_transpose"] = parse_augment(point["augment"])
         return SRNNConfig(**values, **({"epochs": epochs} if epochs else {}))
     except SRNNError as exc:
         raise SRNNError(f"--grid point {run_name(point)}: {exc}") from None
@@ -67,40 +72,6 @@ def parse_shard(text: str | None) -> tuple:
 
 def run_name(point: dict) -> str:
     return "-".join(f"{k}{v}" for k, v in point.items())
-
-
-def train_command(data: str, run_dir: Path, point: dict, epochs: int, extra=()) -> list:
-    cmd = [sys.executable, "-m", "cli.main", "train", "--data", data, "--run-dir", str(run_dir), "--epochs",
-           str(epochs), "--resume", *extra]
-    for key, value in point.items():
-        cmd += [f"--{key}", str(value)]
-    return cmd
-
-
-def run_sweep(data: str, grid: str, epochs: int, out_dir, jobs: int = 1, shard=(0, 1), extra=(), on_event=None):
-    """Train every configuration of this shard that is not finished yet, ``jobs`` at a time. Each run
-    writes its own log; a failed run is reported and the sweep goes on. A run that another process is
-    training is reported as busy and left to it, so several sweeps may share one folder (one per core,
-    started whenever a core comes free). Returns (point, outcome) pairs."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    points = [p for i, p in enumerate(parse_grid(grid, epochs)) if i % shard[1] == shard[0]]
-    notify = on_event or (lambda *args: None)
-
-    def one(point):
-        run_dir = out_dir / run_name(point)
-        if RunDir(run_dir).is_finished(epochs):
-            notify("skipped", point)
-            return point, "skipped"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with open(run_dir / "train.log", "a") as log:
-            code = subprocess.call(train_command(data, run_dir, point, epochs, extra), stdout=log, stderr=log)
-        outcome = {0: "finished", RunBusy.EXIT_CODE: "busy"}.get(code, "failed")
-        notify(outcome, point)
-        return point, outcome
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(one, points))
 
 
 def collect_results(out_dir, data_file: str, epochs: int, device="cpu") -> list:

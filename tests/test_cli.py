@@ -35,7 +35,7 @@ def test_errors_exit_non_zero_without_traceback(tmp_path):
 def test_the_rate_column_shows_the_rate_of_a_task_finished_in_one_update():
     from rich.progress import Progress
 
-    from cli.main import RateColumn
+    from cli.common import RateColumn
 
     now = [0.0]
     progress = Progress(RateColumn("frames"), get_time=lambda: now[0])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from data_prep.midi import SRNN_GRID, MidiError, beat_grid, notes_to_roll, read_midi_notes, read_midi_roll, \
-    roll_to_midi, transposition_to_c, Grid
+    roll_to_midi, transposition_to_c
 from tests.conftest import random_roll
 
 GRIDS = [beat_grid("eighth"), beat_grid("quarter", 0.5), beat_grid("16th"), SRNN_GRID]

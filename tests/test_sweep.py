@@ -70,3 +70,15 @@ def test_transposition_shifts_keys_and_drops_those_leaving_the_range():
     assert list(np.nonzero(out[0, 0])[0]) == [2, 42]
     assert list(np.nonzero(out[1, 0])[0]) == [38, 85]
     np.testing.assert_array_equal(out[2], rolls[2])
+
+
+def test_grid_keys_are_config_fields_passed_as_the_train_options_that_set_them():
+    from cli.common import UserError
+    from cli.sweep import train_arguments
+
+    point = parse_grid("residual=false filtering=true augment-transpose=3 seq-len=50 lr=0.002")[0]
+    assert point == {"residual": False, "filtering": True, "augment-transpose": 3, "seq-len": 50, "lr": 0.002}
+    assert train_arguments(point) == ["--no-residual", "--filtering", "--augment", "transpose:3", "--seq-len", "50",
+                                      "--lr", "0.002"]
+    with pytest.raises(UserError, match="kl-start has no `srnn train` option"):
+        train_arguments(parse_grid("kl-start=0.5")[0])

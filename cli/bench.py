@@ -1,0 +1,50 @@
+"""`srnn bench`: the speed of a training step, evaluation and sampling, in one run."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from .common import console, friendly_errors, numbers_table, out
+
+
+@click.command()
+@click.option("--size", type=click.Choice(["paper", "small"]), default="paper", show_default=True,
+              help="paper: d=a=300, z=100; small: d=a=30, z=10 (MLPs 500 wide in both).")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Interleaved repeats.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--eval-data", type=click.Path(exists=True), help="Also time evaluating this file's test split.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@friendly_errors
+def bench(size, repeats, device, eval_data, as_json):
+    """Speed of a training step (ours and a naive Pyro SRNN), evaluation and sampling, in one run."""
+    from pyro_srnn.bench import evaluation_seconds, run_benchmark
+    from pyro_srnn.train import resolve_device
+
+    with console.status(f"benchmarking at {size} size ({repeats} interleaved repeats)"):
+        r = run_benchmark(size, repeats, resolve_device(device))
+        if eval_data:
+            r["evaluation"] = evaluation_seconds(eval_data, size, device=resolve_device(device))
+    if as_json:
+        out.print_json(json.dumps(r))
+        return
+    table = numbers_table(f"{size} size, batch 16 x 100, torch {r['torch']}, {r['threads']} threads, {r['device']}",
+                          ("step (median)", "seconds", "GFLOP/s", "of matmul peak"))
+    for name, seconds in r["step_seconds"].items():
+        table.add_row(name, f"{seconds:.3f}", f"{r['achieved_gflops'][name]:.1f}",
+                      f"{100 * r['fraction_of_matmul_peak'][name]:.1f}%")
+    out.print(table)
+    parts = numbers_table("where a step's time goes (forward + backward, medians)", ("part", "seconds"))
+    for name, seconds in r["breakdown_seconds"].items():
+        parts.add_row(name, f"{seconds:.3f}")
+    out.print(parts)
+    out.print(f"one step: {r['step_gflop']:.1f} GFLOP; fp32 matmul (2048x2048): {r['matmul_gflops']:.0f} GFLOP/s")
+    out.print(f"speed-up over the naive Pyro SRNN: trace {r['speedup_trace']:.2f}x, "
+              f"analytic {r['speedup_analytic']:.2f}x")
+    if "evaluation" in r:
+        e = r["evaluation"]
+        out.print(f"evaluating {e['data']} {e['split']} ({e['sequences']} sequences, {e['frames']} frames): "
+                  f"{e['seconds']:.1f} s")
+    out.print(f"evaluation {r['eval_frames_per_second']:.0f} frames/s, sampling {r['sample_frames_per_second']:.0f} "
+              "frames/s" + (f", peak memory of a step {r['peak_step_memory_mb']:.0f} MB"
+                            if "peak_step_memory_mb" in r else ""))

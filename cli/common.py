@@ -1,0 +1,105 @@
+"""What every command shares: the consoles, one-line errors, progress bars and summary tables."""
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, \
+    TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from pyro_srnn.config import SRNNConfig
+
+DEFAULT = SRNNConfig()  # the paper's hyperparameters: the one source of every default below
+
+# rich wraps at 80 columns when output is not a terminal (logs, CI); tables are wider than that
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+out = Console(width=None if sys.stdout.isatty() else 120)
+
+DATASETS = ("jsb", "nottingham", "muse", "piano", "bach", "merged")
+
+
+def numbers_table(title: str, columns) -> Table:
+    """A table of right-aligned columns, the shape of every summary this command line prints."""
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="right")
+    return table
+
+
+class UserError(click.ClickException):
+    """A problem the user can fix; shown as one line, exit code 1 unless told otherwise."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def friendly_errors(fn):
+    """Turn the domain errors of our packages into one-line messages instead of tracebacks."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from data_prep.files import OutputError
+        from data_prep.h5 import DataFileError
+        from data_prep.midi import MidiError
+        from data_prep.sources import SourceError
+        from pyro_srnn.errors import RunBusy, SRNNError
+
+        try:
+            return fn(*args, **kwargs)
+        except RunBusy as exc:
+            raise UserError(str(exc), exit_code=RunBusy.EXIT_CODE) from None
+        except (DataFileError, MidiError, SourceError, SRNNError, OutputError) as exc:
+            raise UserError(str(exc)) from None
+        except OSError as exc:  # a full disk, a read-only folder, a file that vanished: the system's own words
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise UserError(f"{where}{exc.strerror or exc}") from None
+        except MemoryError:
+            raise UserError("out of memory; ask for less (fewer or shorter pieces, a smaller model)") from None
+        except KeyboardInterrupt:
+            console.print("[red]interrupted[/red]: no partial output was left; a training run continues "
+                          "from its last checkpoint with --resume")
+            sys.exit(130)
+
+    return wrapper
+
+
+class BarReporter:
+    """data_prep's Reporter shown as a rich progress bar; skipped files get one warning line each."""
+
+    def __init__(self, progress: Progress):
+        self.progress, self.task = progress, None
+
+    def start(self, total, what):
+        self.task = self.progress.add_task(what, total=total)
+
+    def advance(self, name, error=None):
+        if error:
+            self.progress.console.print(f"[yellow]skipped[/yellow] {error}")
+        self.progress.advance(self.task)
+
+
+class RateColumn(ProgressColumn):
+    """Items per second of a task, in the task's own unit."""
+
+    def __init__(self, unit):
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task):
+        # rich estimates speed from the last updates; a task done in one or two updates has none
+        speed = task.finished_speed or task.speed
+        if speed is None and task.elapsed:
+            speed = task.completed / task.elapsed
+        return Text(f"{speed or 0:>8.1f} {self.unit}/s", style="progress.data.speed")
+
+
+def progress_bar(unit="files", *extra_columns) -> Progress:
+    """A bar with count, rate, elapsed time and ETA."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(unit),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), *extra_columns,
+                    console=console)

@@ -1,0 +1,86 @@
+"""`srnn evaluate`: ELBO and IWAE bound per frame of full sequences."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from .common import UserError, friendly_errors, numbers_table, out, progress_bar
+
+
+@click.command()
+@click.argument("target", required=False, type=click.Path())
+@click.option("--split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True)
+@click.option("--iwae", type=click.IntRange(min=0), default=0, show_default=True,
+              help="K > 0 adds the importance-weighted bound with K samples.")
+@click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Average the ELBO over S draws.")
+@click.option("--elbo", "kl", type=click.Choice(["analytic", "trace"]), default="analytic", show_default=True,
+              help="KL term: analytic per step (the paper) or sampled.")
+@click.option("--data", "data_file", type=click.Path(), help="Data file (default: the one the run trained on).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--first-input", type=click.Choice(["zero", "x1"]), default="zero", show_default=True,
+              help="u_1 of each sequence: 0 (the model's definition) or x_1 (the reference code's test arrays).")
+@click.option("--active-units", is_flag=True, help="Count latent dimensions whose posterior mean varies (> 0.01).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@friendly_errors
+def evaluate(target, split, iwae, samples, kl, data_file, device, seed, first_input, active_units, as_json):
+    """ELBO (and IWAE bound) per frame of full sequences, for TARGET: a run directory or checkpoint
+    (default: the most recent run under runs/)."""
+    import time
+
+    import torch
+
+    from data_prep.h5 import PianoRollFile
+    from pyro_srnn.evaluate import score_sequences
+    from pyro_srnn.runs import RunDir, check_data, record_of_checkpoint, resolve_checkpoint
+    from pyro_srnn.train import load_checkpoint, model_from_checkpoint, resolve_device
+
+    checkpoint = resolve_checkpoint(target)
+    ckpt = load_checkpoint(checkpoint)
+    record = record_of_checkpoint(ckpt)
+    if record["data"] is None and RunDir(checkpoint.parent).config_path.is_file():  # checkpoints before records
+        record = RunDir(checkpoint.parent).record()
+    if data_file is None and record.get("data") is None:
+        raise UserError(f"{checkpoint}: it does not name the data it was trained on; pass --data FILE")
+    data = PianoRollFile(data_file or record["data"])
+    check_data(record.get("data_fingerprint"), data, checkpoint, same_data=data_file is None)
+    dev = resolve_device(device)
+    srnn = model_from_checkpoint(ckpt, dev)
+    sequences = data.split(split).sequences()
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    with progress_bar("frames") as progress:
+        passes = samples + iwae
+        task = progress.add_task(f"{split} ({len(sequences)} sequences)", total=passes * sum(map(len, sequences)))
+        scores = score_sequences(srnn, sequences, kl=kl, samples=samples, iwae=iwae, device=dev,
+                                 on_batch=lambda frames: progress.advance(task, frames * passes),
+                                 first_input=first_input, active_units=active_units)
+    seconds = time.perf_counter() - started
+    result = {"checkpoint": str(checkpoint), "data": data.path, "split": split, "sequences": len(sequences),
+              "frames": int(scores.lengths.sum()), "kl": kl, "samples": samples, "seconds": seconds,
+              "elbo": scores.per_frame(), "reconstruction": scores.per_frame(scores.reconstruction),
+              "kl_term": scores.per_frame(scores.kl)}
+    result["first_input"] = first_input
+    if iwae:
+        result["iwae"] = {"k": iwae, **scores.per_frame(scores.iwae)}
+    if active_units:
+        result["active_units"] = scores.active_units()
+        result["active_units_residual"] = scores.active_units(residual=True)
+        result["latent_dims"] = srnn.config.z
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    table = numbers_table(f"{data.dataset} {split}: {checkpoint}",
+                          ("nats per frame", "per sequence (paper)", "± s.e.", "total frames"))
+    rows = [("ELBO", result["elbo"]), ("  reconstruction", result["reconstruction"]), ("  KL", result["kl_term"])]
+    if iwae:
+        rows.append((f"IWAE bound, K={iwae}", result["iwae"]))
+    for label, r in rows:
+        stderr = "n/a" if r["per_sequence_stderr"] is None else f"{r['per_sequence_stderr']:.4f}"
+        table.add_row(label, f"{r['per_sequence']:.4f}", stderr, f"{r['total_frames']:.4f}")
+    out.print(table)
+    out.print(f"{len(sequences)} sequences, {result['frames']} frames, {seconds:.1f} s"
+              + (f"; active latent units {result['active_units']} of {srnn.config.z} "
+                 f"({result['active_units_residual']} beyond the prior mean)" if active_units else ""))

@@ -1,0 +1,76 @@
+"""`srnn sample`: new music from a trained SRNN, as MIDI and a piano-roll picture."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from .common import UserError, friendly_errors, out, progress_bar
+
+
+@click.command()
+@click.option("-o", "--output", required=True, type=click.Path(), help="MIDI file to write (with --n K: out-1.mid ...).")
+@click.option("--run", "run_dir", type=click.Path(), help="Run directory (default: the most recent under runs/).")
+@click.option("--checkpoint", type=click.Path(), help="A checkpoint file instead of a run.")
+@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Frames to sample.")
+@click.option("--n", "count", type=click.IntRange(min=1), default=1, show_default=True, help="Number of pieces.")
+@click.option("--prime", type=click.Path(), help="A MIDI file whose opening the samples continue.")
+@click.option("--prime-steps", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Frames of --prime to use.")
+@click.option("--png", type=click.Path(), help="Also draw the piano roll(s) to this PNG file.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@friendly_errors
+def sample(output, run_dir, checkpoint, steps, count, prime, prime_steps, png, seed, device, force):
+    """Sample new music from a trained SRNN and write it as MIDI (and optionally a PNG piano roll)."""
+
+    from data_prep.files import check_output, staged
+    from data_prep.midi import grid_from_attrs, read_midi_roll, roll_to_midi
+    from pyro_srnn.runs import resolve_checkpoint
+    from pyro_srnn.sample import sample_batches
+    from pyro_srnn.train import load_checkpoint, model_from_checkpoint, resolve_device
+
+    if run_dir and checkpoint:
+        raise UserError("give --run or --checkpoint, not both")
+    output = Path(output)
+    targets = [output] if count == 1 else [output.with_name(f"{output.stem}-{i + 1}{output.suffix}")
+                                           for i in range(count)]
+    outputs = targets + ([Path(png)] if png else [])
+    if len(set(outputs)) < len(outputs):
+        raise UserError(f"{png}: --png names one of the MIDI outputs")
+    for path in outputs:
+        check_output(path, force)
+    ckpt_path = resolve_checkpoint(checkpoint or run_dir)
+    ckpt = load_checkpoint(ckpt_path)
+    grid = grid_from_attrs(**ckpt["grid"])
+    primer = read_midi_roll(prime, grid, transpose=0)[:prime_steps] if prime else None
+    srnn = model_from_checkpoint(ckpt, resolve_device(device))
+    started = time.perf_counter()
+    drawn = []
+    with staged(outputs, force) as temporaries, progress_bar("pieces") as progress:
+        task = progress.add_task("sampling", total=count)
+        written = 0
+        for rolls in sample_batches(srnn, steps, count, primer, seed):
+            for roll in rolls:
+                roll_to_midi(roll, temporaries[written], grid)
+                written += 1
+            drawn.extend(rolls[:MAX_DRAWN - len(drawn)])
+            progress.advance(task, len(rolls))
+        seconds = time.perf_counter() - started
+        if png:
+            from pyro_srnn.plot import draw_rolls
+
+            draw_rolls(drawn, temporaries[-1], grid, primed=0 if primer is None else len(primer))
+    for path in targets[:3]:
+        out.print(f"wrote {path}")
+    if count > 3:
+        out.print(f"... and {count - 3} more, to {targets[-1]}")
+    if png:
+        out.print(f"wrote {png}" + (f" (the first {MAX_DRAWN} of {count} pieces)" if count > MAX_DRAWN else ""))
+    out.print(f"{count} x {steps} frames from {ckpt_path} ({grid.name} frames) in {seconds:.2f} s, "
+              f"{count * steps / seconds:.0f} frames/s")
+
+
+MAX_DRAWN = 16  # pieces drawn in a --png picture; a taller figure is unreadable and slow to draw

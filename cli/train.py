@@ -1,0 +1,164 @@
+"""`srnn train`: the paper's recipe with live progress, resumable; `--nproc` relaunches itself data-parallel."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.progress import TextColumn
+
+from pyro_srnn.config import SRNNConfig, parse_augment
+
+from .common import DATASETS, DEFAULT, UserError, console, friendly_errors, numbers_table, out, progress_bar
+
+
+@click.command()
+@click.option("--dataset", default="piano", show_default=True, help="Reads data/<dataset>.h5 (see srnn prep).")
+@click.option("--data", "data_file", type=click.Path(), help="A prepared HDF5 file (overrides --dataset).")
+@click.option("--z", type=click.IntRange(min=1), default=DEFAULT.z, show_default=True, help="Latent size z.")
+@click.option("--d", type=click.IntRange(min=1), default=DEFAULT.d, show_default=True, help="Forward GRU size d.")
+@click.option("--a", type=click.IntRange(min=1), default=DEFAULT.a, show_default=True, help="Backward GRU size a.")
+@click.option("--hidden", type=click.IntRange(min=1), default=DEFAULT.hidden, show_default=True,
+              help="MLP hidden width.")
+@click.option("--seq-len", type=click.IntRange(min=1), default=DEFAULT.seq_len, show_default=True,
+              help="Truncated back-propagation length.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT.batch_size, show_default=True,
+              help="Parallel streams.")
+@click.option("--epochs", type=click.IntRange(min=1), default=DEFAULT.epochs, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULT.lr, show_default=True)
+@click.option("--elbo", type=click.Choice(["trace", "analytic"]), default=DEFAULT.elbo, show_default=True,
+              help="trace: Trace_ELBO; analytic: TraceMeanField_ELBO (analytic KL per step, as the paper).")
+@click.option("--schedule", type=click.Choice(["scaled", "fixed"]), default=DEFAULT.schedule, show_default=True,
+              help="KL warm-up and constant learning rate: 20 epochs each as the paper (fixed), or their 40% "
+                   "share of --epochs when that is under 50 (scaled).")
+@click.option("--filtering", is_flag=True, help="Ablation: a_t from an MLP of [d_t, e(x_t)], no backward GRU.")
+@click.option("--residual/--no-residual", default=DEFAULT.residual, show_default=True,
+              help="--no-residual: ablation, the posterior mean is not added to the prior mean.")
+@click.option("--augment", "augment_transpose", callback=lambda ctx, param, value: _augment(value),
+              help="transpose[:R]: shift each training stream by a random -R..R semitones per epoch.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", type=int, default=DEFAULT.seed, show_default=True)
+@click.option("--run-dir", type=click.Path(), help="Default: runs/<dataset>-<date-time>/.")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir (or the latest run) from last.pt.")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel processes on this machine, launched by PyTorch's elastic launcher "
+                   "(gloo on CPU, nccl on GPUs); the streams of a batch are split between them.")
+@click.pass_context
+@friendly_errors
+def train(ctx, dataset, data_file, device, run_dir, resume, nproc, **options):
+    """Train an SRNN with the paper's recipe; live progress, metrics.jsonl, last.pt and best.pt."""
+    import time
+
+    from data_prep.h5 import PianoRollFile
+    from pyro_srnn.runs import RunDir, latest_run
+    from pyro_srnn.train import Hooks, Trainer
+
+    # every remaining option is named as the SRNNConfig field it sets
+    if resume and run_dir is None:
+        run_dir = str(latest_run())
+    saved = RunDir(run_dir).record() if resume else None  # config.json, or the record last.pt carries
+    if saved:
+        given = {k: v for k, v in options.items() if ctx.get_parameter_source(k).name == "COMMANDLINE"}
+        config = RunDir(run_dir).resume_config(given)
+        data_file = data_file or saved["data"]
+    else:
+        config = SRNNConfig(**options)
+    data_file = data_file or os.path.join("data", f"{dataset}.h5")
+    if not Path(data_file).exists():
+        raise UserError(f"{data_file}: no such data file; prepare it with `{prep_command(saved, dataset)}`")
+    if nproc > 1 and config.batch_size % nproc:
+        raise UserError(f"--nproc {nproc}: the {config.batch_size} streams of a batch (--batch-size) cannot be "
+                        f"split evenly over {nproc} processes")
+    data = PianoRollFile(data_file)
+    distributed_child = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed_child and run_dir is None:
+        raise UserError("under torchrun pass --run-dir: every process must write to the same run")
+    run_dir = run_dir or os.path.join("runs", f"{data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if nproc > 1 and not distributed_child:
+        from pyro_srnn.distributed import launch
+
+        argv = _without_option(sys.argv[1:], "--nproc") + (["--run-dir", run_dir] if "--run-dir" not in sys.argv else [])
+        console.print(f"launching {nproc} data-parallel processes for run [bold]{run_dir}[/bold]")
+        launch(nproc, [sys.executable, "-m", "cli.main", *argv])  # the first process prints the summary
+        return
+    if int(os.environ.get("RANK", "0")) > 0:  # only the first process reports
+        trainer = Trainer(config, data, run_dir, device)
+        trainer.start(resume=resume)
+        trainer.fit()
+        return
+
+    progress = progress_bar("frames", TextColumn("{task.fields[status]}"))
+    state = {}
+
+    def epoch_start(epoch, n_batches):
+        frames = trainer.streams.shape[1] * trainer.streams.shape[0]
+        state["task"] = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=frames, status="")
+
+    def step(frames, m):
+        progress.update(state["task"], advance=frames,
+                        status=f"ELBO {m['elbo']:.3f}  KL {m['kl']:.3f}  T {m['temperature']:.2f}")
+
+    def validation_start(frames):
+        state["valid"] = progress.add_task("  validation", total=frames, status="")
+
+    def validation_step(frames):
+        progress.advance(state["valid"], frames)
+
+    def epoch_end(m):
+        valid = f"  valid {m['valid_elbo']:.3f}" if "valid_elbo" in m else ""
+        progress.console.print(f"epoch {m['epoch']:3d}  ELBO {m['train_elbo']:.4f}  KL {m['train_kl']:.4f}"
+                               f"  lr {m['lr']:.2e}  {m['frames_per_second']:.0f} frames/s{valid}")
+
+    trainer = Trainer(config, data, run_dir, device,
+                      Hooks(epoch_start, step, epoch_end, validation_start, validation_step))
+    trainer.start(resume=resume)
+    console.print(f"run [bold]{run_dir}[/bold]: {data.dataset} ({data.path}), d={config.d} a={config.a} "
+                  f"z={config.z}, {config.epochs} epochs, {config.elbo} ELBO, device {trainer.device}"
+                  + (f", resumed after epoch {trainer.epoch}" if trainer.epoch else ""))
+    with progress:
+        trainer.fit()
+    _print_training_summary(trainer.run)
+
+
+def _augment(value):
+    try:
+        return parse_augment(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).partition(": ")[2] or str(exc)) from None
+
+
+def prep_command(record: dict | None, dataset: str) -> str:
+    """The `srnn prep` command that makes a run's data again (from its record), or the named dataset's."""
+    fingerprint = (record or {}).get("data_fingerprint") or {}
+    name = (record or {}).get("dataset") or dataset
+    if name not in DATASETS:
+        return f"srnn prep --midi FOLDER --name {name}"
+    return f"srnn prep --dataset {name}" + (" --variant srnn" if fingerprint.get("variant") == "srnn" else "")
+
+
+def _without_option(argv, name):
+    """argv without ``name VALUE`` or ``name=VALUE``."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
+
+
+def _print_training_summary(run):
+    rows = run.metrics()
+    table = numbers_table(f"training summary  {run}",
+                          ("epoch", "train ELBO", "recon", "KL", "KL temp", "lr", "frames/s", "valid ELBO"))
+    for m in rows:
+        table.add_row(str(m["epoch"]), f"{m['train_elbo']:.4f}", f"{m['train_reconstruction']:.4f}",
+                      f"{m['train_kl']:.4f}", f"{m['kl_temperature']:.2f}", f"{m['lr']:.2e}",
+                      f"{m['frames_per_second']:.0f}", f"{m['valid_elbo']:.4f}" if "valid_elbo" in m else "")
+    out.print(table)
+    best = max((m["valid_elbo"] for m in rows if "valid_elbo" in m), default=None)
+    if best is not None:
+        out.print(f"best validation ELBO per frame: {best:.4f} (best.pt)")
