@@ -5,12 +5,14 @@ import json
 
 import click
 
+from benchmarks.sizes import BATCH, SIZES, STEPS, describe
+
 from .common import console, friendly_errors, numbers_table, out
 
 
 @click.command()
-@click.option("--size", type=click.Choice(["paper", "small"]), default="paper", show_default=True,
-              help="paper: d=a=300, z=100; small: d=a=30, z=10 (MLPs 500 wide in both).")
+@click.option("--size", type=click.Choice(list(SIZES)), default="paper", show_default=True,
+              help="; ".join(f"{name}: {describe(name)}" for name in SIZES) + ".")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Interleaved repeats.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--eval-data", type=click.Path(exists=True), help="Also time evaluating this file's test split.")
@@ -18,7 +20,7 @@ from .common import console, friendly_errors, numbers_table, out
 @friendly_errors
 def bench(size, repeats, device, eval_data, as_json):
     """Speed of a training step (ours and a naive Pyro SRNN), evaluation and sampling, in one run."""
-    from pyro_srnn.bench import evaluation_seconds, run_benchmark
+    from benchmarks.speed import evaluation_seconds, run_benchmark
     from pyro_srnn.train import resolve_device
 
     with console.status(f"benchmarking at {size} size ({repeats} interleaved repeats)"):
@@ -28,7 +30,7 @@ def bench(size, repeats, device, eval_data, as_json):
     if as_json:
         out.print_json(json.dumps(r))
         return
-    table = numbers_table(f"{size} size, batch 16 x 100, torch {r['torch']}, {r['threads']} threads, {r['device']}",
+    table = numbers_table(f"{size} size, batch {BATCH} x {STEPS}, torch {r['torch']}, {r['threads']} threads, {r['device']}",
                           ("step (median)", "seconds", "GFLOP/s", "of matmul peak"))
     for name, seconds in r["step_seconds"].items():
         table.add_row(name, f"{seconds:.3f}", f"{r['achieved_gflops'][name]:.1f}",

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from benchmarks.naive_srnn import NaiveSRNN
-from pyro_srnn.bench import hand_coded_loss, step_flops, synthetic_batch
+from benchmarks.speed import hand_coded_loss, step_flops, synthetic_batch
 from pyro_srnn.config import SRNNConfig
 from pyro_srnn.elbo import PYRO_ELBOS
 from pyro_srnn.evaluate import make_elbo

@@ -12,18 +12,15 @@ import numpy as np
 import pyro
 import torch
 
-from .batching import padded, shifted_inputs, to_batch
-from .config import SRNNConfig
-from .elbo import PYRO_ELBOS
-from .evaluate import make_elbo, score_sequences
-from .model import SRNN, Paths
-from .numerics import denormals_flushed
-from .sample import sample_rolls
-from .train import make_optimizer, svi_step
-
-SIZES = {"paper": dict(d=300, a=300, z=100, hidden=500), "small": dict(d=30, a=30, z=10, hidden=500)}
-BATCH, STEPS, KEYS_ON = 16, 100, 4
-
+from benchmarks.sizes import BATCH, KEYS_ON, SIZES, STEPS
+from pyro_srnn.batching import shifted_inputs, to_batch
+from pyro_srnn.config import SRNNConfig
+from pyro_srnn.elbo import PYRO_ELBOS
+from pyro_srnn.evaluate import make_elbo, score_sequences
+from pyro_srnn.model import SRNN, Paths
+from pyro_srnn.numerics import denormals_flushed
+from pyro_srnn.sample import sample_rolls
+from pyro_srnn.train import make_optimizer, svi_step
 
 def step_flops(config: SRNNConfig, frames: int) -> float:
     """FLOPs of one training step: every network once per frame, 2 FLOPs per multiply-add, backward = 2x forward."""
@@ -127,7 +124,7 @@ def peak_memory_mb(size: str) -> float:
     millisecond during the step, minus the resident size before it (after one warm-up step)."""
     code = (
         "import ctypes, os, threading, time, torch, pyro\n"
-        "from pyro_srnn.bench import SIZES, synthetic_batch\n"
+        "from benchmarks.speed import SIZES, synthetic_batch\n"
         "from pyro_srnn.config import SRNNConfig\nfrom pyro_srnn.model import SRNN\n"
         "from pyro_srnn.train import make_optimizer, svi_step\nfrom pyro_srnn.evaluate import make_elbo\n"
         f"c = SRNNConfig(**SIZES[{size!r}]); s = SRNN(c); b = synthetic_batch(c); o = make_optimizer(s, c)\n"
@@ -197,7 +194,7 @@ def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") ->
 
         def fn():
             with pyro.validation_enabled(True):
-                loss = srnn(batch, elbo, model=naive.model, guide=naive.guide)
+                loss = elbo.differentiable_loss(naive.model, naive.guide, batch) / batch.frames
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(srnn.parameters(), config.max_grad_norm)
