@@ -15,7 +15,7 @@ from .common import UserError, friendly_errors, numbers_table, out, progress_bar
               help="K > 0 adds the importance-weighted bound with K samples.")
 @click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
               help="Average the ELBO over S draws.")
-@click.option("--elbo", "kl", type=click.Choice(["analytic", "trace"]), default="analytic", show_default=True,
+@click.option("--elbo", "kl_form", type=click.Choice(["analytic", "trace"]), default="analytic", show_default=True,
               help="KL term: analytic per step (the paper) or sampled.")
 @click.option("--data", "data_file", type=click.Path(), help="Data file (default: the one the run trained on).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -25,7 +25,7 @@ from .common import UserError, friendly_errors, numbers_table, out, progress_bar
 @click.option("--active-units", is_flag=True, help="Count latent dimensions whose posterior mean varies (> 0.01).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @friendly_errors
-def evaluate(target, split, iwae, samples, kl, data_file, device, seed, first_input, active_units, as_json):
+def evaluate(target, split, iwae, samples, kl_form, data_file, device, seed, first_input, active_units, as_json):
     """ELBO (and IWAE bound) per frame of full sequences, for TARGET: a run directory or checkpoint
     (default: the most recent run under runs/)."""
     import time
@@ -54,12 +54,12 @@ def evaluate(target, split, iwae, samples, kl, data_file, device, seed, first_in
     with progress_bar("frames") as progress:
         passes = samples + iwae
         task = progress.add_task(f"{split} ({len(sequences)} sequences)", total=passes * sum(map(len, sequences)))
-        scores = score_sequences(srnn, sequences, kl=kl, samples=samples, iwae=iwae, device=dev,
+        scores = score_sequences(srnn, sequences, kl_form=kl_form, samples=samples, iwae=iwae, device=dev,
                                  on_batch=lambda frames: progress.advance(task, frames * passes),
                                  first_input=first_input, active_units=active_units)
     seconds = time.perf_counter() - started
     result = {"checkpoint": str(checkpoint), "data": data.path, "split": split, "sequences": len(sequences),
-              "frames": int(scores.lengths.sum()), "kl": kl, "samples": samples, "seconds": seconds,
+              "frames": int(scores.lengths.sum()), "kl": kl_form, "samples": samples, "seconds": seconds,
               "elbo": scores.per_frame(), "reconstruction": scores.per_frame(scores.reconstruction),
               "kl_term": scores.per_frame(scores.kl)}
     result["first_input"] = first_input

@@ -31,7 +31,7 @@ from .info import print_summary
 @friendly_errors
 def prep(dataset, variant, source, midi_dir, name, frame, transpose, limit, max_frames, out_dir, force):
     """Prepare a dataset as an HDF5 file of piano rolls (OUT/<dataset>.h5, or OUT/<dataset>-srnn.h5)."""
-    from data_prep import prep as P
+    from data_prep.prep import output_name, prepare_bach, prepare_benchmark, prepare_merged, prepare_midi_folder
     from data_prep.files import check_output
 
     if (dataset is None) == (midi_dir is None):
@@ -40,21 +40,21 @@ def prep(dataset, variant, source, midi_dir, name, frame, transpose, limit, max_
         raise UserError("--midi needs --name NAME for the output file")
     if dataset in ("bach", "merged") and variant != "boulanger":
         raise UserError(f"--dataset {dataset} exists in variant boulanger only")
-    target = Path(out_dir) / (f"{name}.h5" if midi_dir else P.output_name(dataset, variant))
+    target = Path(out_dir) / (f"{name}.h5" if midi_dir else output_name(dataset, variant))
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     check_output(target, force)  # before the work, not after it
     with progress_bar() as progress:
         reporter = BarReporter(progress)
         if midi_dir:
-            prepared = P.prepare_midi_folder(midi_dir, name, frame or "eighth", bool(transpose), limit, reporter,
+            prepared = prepare_midi_folder(midi_dir, name, frame or "eighth", bool(transpose), limit, reporter,
                                              max_frames=max_frames)
         elif dataset == "bach":
-            prepared = P.prepare_bach(limit, frame or "quarter", transpose is not False, reporter,
+            prepared = prepare_bach(limit, frame or "quarter", transpose is not False, reporter,
                                       max_frames=max_frames)
         elif dataset == "merged":
-            prepared = P.prepare_merged(out_dir, limit, reporter)
+            prepared = prepare_merged(out_dir, limit, reporter)
         else:
-            prepared = P.prepare_benchmark(dataset, variant, source, out_dir, frame, transpose is not False,
+            prepared = prepare_benchmark(dataset, variant, source, out_dir, frame, transpose is not False,
                                            limit, reporter, max_frames=max_frames)
     prepared.write(target, command="srnn " + " ".join(sys.argv[1:]), force=force)
     if prepared.skipped:

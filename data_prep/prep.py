@@ -10,7 +10,7 @@ import numpy as np
 
 from . import __version__
 from .h5 import SPLITS, Split, write_dataset
-from .midi import MAX_FRAMES, SCORE_PHASE, SRNN_GRID, Grid, MidiError, beat_grid, notes_to_roll, \
+from .midi import LOWEST_KEY, MAX_FRAMES, N_KEYS, SCORE_PHASE, SRNN_GRID, Grid, MidiError, beat_grid, notes_to_roll, \
     read_midi_roll, transposition_to_c
 from .sources import BENCHMARKS, SourceError, detect_format, find_source, open_midi_source, read_mat, \
     read_pickle, read_srnn_npz, sha256_of
@@ -45,7 +45,7 @@ class Prepared:
         attrs = {
             "dataset": self.dataset, "variant": self.variant, "frame_unit": self.grid.unit,
             "frame_step": self.grid.step, "frame_phase": self.grid.phase, "frame_name": self.grid.name,
-            "lowest_key": 21, "n_keys": 88, "sources": self.sources, "version": __version__, "command": command,
+            "lowest_key": LOWEST_KEY, "n_keys": N_KEYS, "sources": self.sources, "version": __version__, "command": command,
         }
         write_dataset(path, self.splits, attrs, force=force)
 

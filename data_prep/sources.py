@@ -10,7 +10,6 @@ import io
 import os
 import pickle
 import shutil
-import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -18,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import staged
+from .h5 import SPLITS
 from .midi import LOWEST_KEY, N_KEYS
-
-SPLITS = ("train", "valid", "test")
 ENV_SOURCE_DIR = "SRNN_SOURCE_DIR"
 
 
@@ -137,9 +136,7 @@ def find_source(bench: Benchmark, variant: str, source: str | None, cache_dir, d
 def fetch_verified(spec: Download, dest: Path, download=None):
     """Download to a temporary file, check its sha256, then rename into place."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".part-")
-    os.close(fd)
-    try:
+    with staged([dest], force=True) as (tmp,):
         try:
             (download or _urllib_download)(spec.url, tmp)
         except Exception as exc:
@@ -147,10 +144,6 @@ def fetch_verified(spec: Download, dest: Path, download=None):
         got = sha256_of(tmp)
         if got != spec.sha256:
             raise SourceError(f"download of {spec.url} has sha256 {got}, expected {spec.sha256}")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _urllib_download(url, dest):

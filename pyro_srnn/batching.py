@@ -1,4 +1,4 @@
-"""From piano rolls to batches: TBPTT streams for training (SPEC section 2), length-sorted padded batches
+"""From piano rolls to batches: TBPTT streams for training (docs/MODEL.md, R1), length-sorted padded batches
 of full sequences for evaluation."""
 from __future__ import annotations
 

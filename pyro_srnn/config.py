@@ -1,4 +1,4 @@
-"""Every hyperparameter of the SRNN and its training recipe, with the paper's defaults (SPEC sections 1-2)."""
+"""Every hyperparameter of the SRNN and its training recipe, with the paper's defaults (docs/MODEL.md sections 1-2)."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +12,7 @@ MAX_TRANSPOSE = 24
 
 @dataclass
 class SRNNConfig:
-    # architecture (SPEC section 1)
+    # architecture (docs/MODEL.md, M1-M6)
     x_dim: int = 88  # piano keys 21..108
     d: int = 300  # forward GRU state d_t
     a: int = 300  # backward GRU state a_t
@@ -22,7 +22,7 @@ class SRNNConfig:
     residual: bool = True  # posterior mean = prior mean + MLP output
     variance_floor: float = 1e-6  # variance = exp(lv) + floor
 
-    # training recipe (SPEC section 2)
+    # training recipe (docs/MODEL.md, R1-R7)
     seq_len: int = 100  # truncated back-propagation chunk
     batch_size: int = 16  # parallel streams
     epochs: int = PAPER_EPOCHS

@@ -74,8 +74,8 @@ class SequenceTerms(NamedTuple):
     kl_scaled: torch.Tensor  # the same with each step's scale (the KL temperature)
 
 
-def sequence_terms(model_trace, guide_trace, kl: str = "analytic") -> SequenceTerms:
-    """The parts of the ELBO per sequence from a guide trace and the model trace replayed on it. ``kl``:
+def sequence_terms(model_trace, guide_trace, kl_form: str = "analytic") -> SequenceTerms:
+    """The parts of the ELBO per sequence from a guide trace and the model trace replayed on it. ``kl_form``:
     'analytic' (KL of each z_t given the sampled z_{t-1}, TraceMeanField_ELBO's term) or 'trace'
     (log q - log p at the sampled z_t, Trace_ELBO's term). The latent sites must form a chain of diagonal
     Normals (:func:`_stacked_chain`), as the SRNN's do."""
@@ -89,7 +89,7 @@ def sequence_terms(model_trace, guide_trace, kl: str = "analytic") -> SequenceTe
             reconstruction = reconstruction + scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"],
                                                              site["mask"])
     q, p = _stack_normals(guide_sites), _stack_normals(model_sites)
-    if kl == "analytic":
+    if kl_form == "analytic":
         kl_sum, kl_scaled = _masked_per_sequence(kl_divergence(q, p).sum(-1), guide_sites)  # the guide's mask
     else:
         z = torch.stack([s["value"] for s in guide_sites])

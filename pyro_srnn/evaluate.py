@@ -1,4 +1,4 @@
-"""ELBO and importance-weighted bounds of full sequences, per sequence (SPEC section 2, test metric).
+"""ELBO and importance-weighted bounds of full sequences, per sequence (docs/MODEL.md section 2, the test metric).
 
 Both come from one pair of Pyro traces: the guide's, and the model's replayed on the guide's z. The
 ELBO's KL part is either the analytic KL of each z_t given the sampled z_{t-1} (``analytic``, the paper's
@@ -60,9 +60,9 @@ def traces(srnn: SRNN, batch: Batch, paths: Paths | None = None):
     return model_trace, guide_trace
 
 
-def batch_scores(srnn: SRNN, batch: Batch, kl: str = "analytic", paths: Paths | None = None) -> SequenceTerms:
+def batch_scores(srnn: SRNN, batch: Batch, kl_form: str = "analytic", paths: Paths | None = None) -> SequenceTerms:
     """Per sequence of the batch: (reconstruction, KL, ...) for one draw of z, as the training loss has them."""
-    return sequence_terms(*traces(srnn, batch, paths), kl)
+    return sequence_terms(*traces(srnn, batch, paths), kl_form)
 
 
 def log_weight(srnn: SRNN, batch: Batch, paths: Paths | None = None) -> torch.Tensor:
@@ -73,7 +73,7 @@ def log_weight(srnn: SRNN, batch: Batch, paths: Paths | None = None) -> torch.Te
 
 @torch.no_grad()
 @denormals_flushed()
-def score_sequences(srnn: SRNN, sequences, kl: str = "analytic", samples: int = 1, iwae: int = 0,
+def score_sequences(srnn: SRNN, sequences, kl_form: str = "analytic", samples: int = 1, iwae: int = 0,
                     max_frames: int = 32_000, device="cpu", on_batch=None, first_input: str = "zero",
                     active_units: bool = False) -> SequenceScores:
     """ELBO (averaged over ``samples`` draws) and, with ``iwae`` = K > 0, the bound
@@ -93,7 +93,7 @@ def score_sequences(srnn: SRNN, sequences, kl: str = "analytic", samples: int = 
         batch = to_batch(x, u, mask, d_dim=srnn.config.d, z_dim=srnn.config.z, device=device)
         paths = Paths(srnn, batch)  # no gradients here, so every draw can reuse the GRUs' outputs
         for _ in range(samples):
-            r, k, _ = batch_scores(srnn, batch, kl, paths)
+            r, k, _ = batch_scores(srnn, batch, kl_form, paths)
             recon[group] += r.cpu().numpy() / samples
             kl_sum[group] += k.cpu().numpy() / samples
         if iwae:

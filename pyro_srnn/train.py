@@ -1,4 +1,4 @@
-"""Training: the paper's recipe (SPEC section 2) over a run directory that survives interruption.
+"""Training: the paper's recipe (docs/MODEL.md, R1-R7) over a run directory that survives interruption.
 
 The run directory's layout is :class:`pyro_srnn.runs.RunDir`'s. Checkpoints carry the optimiser and every
 random state, so a resumed run ends with exactly the parameters of an uninterrupted one; they hold only
@@ -356,6 +356,6 @@ class Trainer:
         """Validation ELBO per frame on full sequences, the paper's normalisation."""
         if self.hooks.validation_start:
             self.hooks.validation_start(sum(len(s) for s in self.valid))
-        scores = score_sequences(self.srnn, self.valid, kl=self.config.elbo, device=self.device,
+        scores = score_sequences(self.srnn, self.valid, kl_form=self.config.elbo, device=self.device,
                                  on_batch=self.hooks.validation_step)
         return scores.per_frame()["per_sequence"]

@@ -9,7 +9,7 @@ POSTER = {"jsb": -5.37, "nottingham": -3.18, "muse": -7.43, "piano": -7.57}
 POSTER_SMALL = {"jsb": -5.04, "nottingham": -3.31, "muse": -7.56, "piano": -7.46}
 POSTER_MERGED = {"jsb": -5.64, "nottingham": -3.27, "muse": -7.64, "piano": -8.03}
 DATASETS = ("nottingham", "jsb", "muse", "piano")
-BOULANGER = {  # SPEC section 4: (Nottingham, JSB, MuseData, Piano), what the number is
+BOULANGER = {  # docs/MODEL.md section 4: (Nottingham, JSB, MuseData, Piano), what the number is
     "STORN": ((-2.85, -6.91, -6.16, -7.13), "bound"),
     "TSBN": ((-3.67, -7.48, -6.81, -7.98), "bound"),
     "DMM": ((-2.96, -6.93, -6.99, -7.98), "ELBO (total frames)"),

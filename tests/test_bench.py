@@ -44,6 +44,6 @@ def test_hand_coded_loss_matches_pyro_analytic_elbo():
 
 
 def test_flop_count_at_paper_size():
-    # SPEC section 6: about 34 GFLOP for one 16 x 100 paper-size step
+    # about 34 GFLOP for one 16 x 100 paper-size step
     assert step_flops(SRNNConfig(), 1600) / 1e9 == pytest.approx(34.0, rel=0.02)
     assert synthetic_batch(SRNNConfig(d=4, a=4, z=2, hidden=8)).x.mean() == pytest.approx(4 / 88, rel=0.2)

@@ -53,12 +53,12 @@ def test_elbo_and_iwae_equal_exact_likelihood_when_z_is_idle():
     srnn = idle_latent_model()
     rng = np.random.default_rng(0)
     seqs = [random_roll(rng, n, 0.1) for n in (5, 9, 3)]
-    scores = score_sequences(srnn, seqs, kl="trace", iwae=3)
+    scores = score_sequences(srnn, seqs, kl_form="trace", iwae=3)
     exact = np.array([exact_log_likelihood(srnn, s) for s in seqs])
     np.testing.assert_allclose(scores.elbo, exact, rtol=1e-5)
     np.testing.assert_allclose(scores.iwae, exact, rtol=1e-5)
     np.testing.assert_allclose(scores.kl, 0, atol=1e-4)
-    analytic = score_sequences(srnn, seqs, kl="analytic")
+    analytic = score_sequences(srnn, seqs, kl_form="analytic")
     np.testing.assert_allclose(analytic.elbo, exact, rtol=1e-5)
 
 
@@ -76,11 +76,11 @@ def test_iwae_bound_above_elbo_and_growing_with_k(trained):
     torch.manual_seed(0)
     means, stderrs = [], []
     for k in (1, 8, 64):
-        scores = score_sequences(trained.srnn, seqs * 4, kl="trace", iwae=k)
+        scores = score_sequences(trained.srnn, seqs * 4, kl_form="trace", iwae=k)
         means.append(scores.iwae.mean())
         stderrs.append(scores.iwae.std() / math.sqrt(len(scores.iwae)))
         if k == 1:  # K = 1 is the ELBO itself
-            elbo = score_sequences(trained.srnn, seqs * 4, kl="analytic", samples=8).elbo.mean()
+            elbo = score_sequences(trained.srnn, seqs * 4, kl_form="analytic", samples=8).elbo.mean()
             assert abs(means[0] - elbo) < 4 * stderrs[0] + 0.05
     assert means[0] < means[1] < means[2]
 
@@ -102,9 +102,9 @@ def test_padding_does_not_change_a_sequence(monkeypatch):
     srnn = randomised(SRNN(tiny_config()), 1)
     rng = np.random.default_rng(1)
     seqs = [random_roll(rng, n, 0.1) for n in (4, 11, 7)]
-    together = score_sequences(srnn, seqs, kl="analytic", max_frames=10 ** 6)
+    together = score_sequences(srnn, seqs, kl_form="analytic", max_frames=10 ** 6)
     for i, s in enumerate(seqs):
-        alone = score_sequences(srnn, [s], kl="analytic")
+        alone = score_sequences(srnn, [s], kl_form="analytic")
         assert alone.elbo[0] == pytest.approx(together.elbo[i], rel=1e-5)
 
 
@@ -143,15 +143,15 @@ def test_residual_units_are_inactive_when_q_copies_a_moving_prior():
 def test_first_input_x1_changes_only_through_u1(trained):
     seqs = [s[:20] for s in trained.valid]
     torch.manual_seed(0)
-    zero = score_sequences(trained.srnn, seqs, kl="analytic")
+    zero = score_sequences(trained.srnn, seqs, kl_form="analytic")
     torch.manual_seed(0)
-    x1 = score_sequences(trained.srnn, seqs, kl="analytic", first_input="x1")
+    x1 = score_sequences(trained.srnn, seqs, kl_form="analytic", first_input="x1")
     assert not np.allclose(zero.elbo, x1.elbo)
     blank = [np.vstack([np.zeros((1, 88), np.uint8), s]) for s in seqs]  # x_1 = 0: both conventions agree
     torch.manual_seed(0)
-    a = score_sequences(trained.srnn, blank, kl="analytic")
+    a = score_sequences(trained.srnn, blank, kl_form="analytic")
     torch.manual_seed(0)
-    np.testing.assert_allclose(a.elbo, score_sequences(trained.srnn, blank, kl="analytic", first_input="x1").elbo)
+    np.testing.assert_allclose(a.elbo, score_sequences(trained.srnn, blank, kl_form="analytic", first_input="x1").elbo)
 
 
 def test_scoring_flushes_denormals_and_restores_the_mode(monkeypatch):

@@ -1,4 +1,4 @@
-"""The SRNN's ELBO against a hand computation from SPEC section 1, and the two Pyro estimators."""
+"""The SRNN's ELBO against a hand computation from docs/MODEL.md section 1, and the two Pyro estimators."""
 import numpy as np
 import pyro
 import pytest
@@ -28,7 +28,7 @@ def hand_gru(inputs, h, w_ih, w_hh, b_ih, b_hh):
 
 
 def hand_elbo(srnn, x, zs):
-    """ELBO of one sequence x (T, 88) at the guide's samples zs (T, z), from the equations of SPEC section 1
+    """ELBO of one sequence x (T, 88) at the guide's samples zs (T, z), from the equations of docs/MODEL.md section 1
     with the analytic KL of each step: sum_t log p(x_t | z_t, d_t) - KL(q(z_t | z_{t-1}, a_t) || p(z_t | z_{t-1}, d_t))."""
     P = {k: v.detach().double() for k, v in srnn.named_parameters()}
     c = srnn.config
