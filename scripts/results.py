@@ -3,6 +3,8 @@ scripts/replicate.sh). Usage: .venv/bin/python scripts/results.py  (prints markd
 import json
 from pathlib import Path
 
+from pyro_srnn.runs import RunDir
+
 RUNS = Path(__file__).resolve().parent.parent / "docs" / "runs"
 PAPER = {"jsb": -4.74, "nottingham": -2.94, "muse": -6.28, "piano": -8.20}
 POSTER = {"jsb": -5.37, "nottingham": -3.18, "muse": -7.43, "piano": -7.57}
@@ -19,14 +21,14 @@ BOULANGER = {  # docs/MODEL.md section 4: (Nottingham, JSB, MuseData, Piano), wh
 
 
 def load_metrics(name):
-    return [json.loads(line) for line in (RUNS / name / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return RunDir(RUNS / name).metrics()
 
 
 def load(name):
     folder = RUNS / name
     if not (folder / "test.json").is_file():
         return None
-    config = json.loads((folder / "config.json").read_text())["config"]
+    config = RunDir(folder).record()["config"]
     return {"test": json.loads((folder / "test.json").read_text()), "metrics": load_metrics(name), "config": config}
 
 
