@@ -5,17 +5,12 @@ import pytest
 import torch
 from pyro.infer import Importance, Predictive
 
-from data_prep.h5 import PianoRollFile
-from pyro_srnn.train import Trainer
 from tests.conftest import tiny_config
 
 
-@pytest.fixture(scope="module")
-def run_path(bach_file, tmp_path_factory):
-    trainer = Trainer(tiny_config(epochs=1), PianoRollFile(bach_file), tmp_path_factory.mktemp("api") / "run")
-    trainer.start()
-    trainer.fit()
-    return trainer.run.path
+@pytest.fixture
+def run_path(tiny_run):
+    return tiny_run
 
 
 def test_the_readme_example(run_path):

@@ -240,12 +240,7 @@ def test_5_evaluation_of_one_sequence_writes_strict_json_and_an_empty_split_is_r
     parsed = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert parsed["elbo"]["per_sequence_stderr"] is None and parsed["sequences"] == 1
     empty = toy_file(tmp_path / "empty.h5")
-    with h5py.File(empty, "a") as f:
-        del f["test"]
-        g = f.create_group("test")
-        g.create_dataset("rolls", data=np.zeros((0, 88), np.uint8))
-        g.create_dataset("offsets", data=np.zeros(1, np.int64))
-        g.create_dataset("names", data=np.array([], dtype=object), dtype=h5py.string_dtype())
+    _zero_sequences(empty, "test")
     one_line_error(srnn("evaluate", run, "--data", empty), str(empty), "no sequences")
 
 
@@ -330,10 +325,10 @@ def test_9_one_pathological_midi_file_is_skipped_and_the_others_prepared(tmp_pat
 # ----------------------------------------------------------------------------- 10: malformed HDF5
 
 
-def _zero_sequences(path):
+def _zero_sequences(path, split="valid"):
     with h5py.File(path, "a") as f:
-        del f["valid"]
-        g = f.create_group("valid")
+        del f[split]
+        g = f.create_group(split)
         g.create_dataset("rolls", data=np.zeros((0, 88), np.uint8))
         g.create_dataset("offsets", data=np.zeros(1, np.int64))
         g.create_dataset("names", data=np.array([], dtype=object), dtype=h5py.string_dtype())

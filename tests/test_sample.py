@@ -6,20 +6,15 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import srnn as srnn_cli
-from data_prep.h5 import PianoRollFile
 from data_prep.midi import beat_grid, read_midi_roll, roll_to_midi
 from pyro_srnn.model import SRNN
 from pyro_srnn.sample import sample_rolls
-from pyro_srnn.train import Trainer
 from tests.conftest import tiny_config
 
 
-@pytest.fixture(scope="module")
-def run_dir(bach_file, tmp_path_factory):
-    trainer = Trainer(tiny_config(epochs=1), PianoRollFile(bach_file), tmp_path_factory.mktemp("s") / "run")
-    trainer.start()
-    trainer.fit()
-    return trainer.run.path
+@pytest.fixture
+def run_dir(tiny_run):
+    return tiny_run
 
 
 def test_sampled_midi_reads_back_exactly(run_dir, tmp_path):
