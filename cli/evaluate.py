@@ -5,7 +5,7 @@ import json
 
 import click
 
-from .common import UserError, friendly_errors, numbers_table, out, progress_bar
+from .common import BarReporter, UserError, console, friendly_errors, numbers_table, out, progress_bar
 
 
 @click.command()
@@ -18,6 +18,8 @@ from .common import UserError, friendly_errors, numbers_table, out, progress_bar
 @click.option("--elbo", "kl_form", type=click.Choice(["analytic", "trace"]), default="analytic", show_default=True,
               help="KL term: analytic per step (the paper) or sampled.")
 @click.option("--data", "data_file", type=click.Path(), help="Data file (default: the one the run trained on).")
+@click.option("--midi", type=click.Path(), help="Score these MIDI pieces instead (a file or a folder), read as the "
+              "run's data was read (frame grid, rule, transposition); prints each piece's ELBO per frame.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--first-input", type=click.Choice(["zero", "x1"]), default="zero", show_default=True,
@@ -25,7 +27,8 @@ from .common import UserError, friendly_errors, numbers_table, out, progress_bar
 @click.option("--active-units", is_flag=True, help="Count latent dimensions whose posterior mean varies (> 0.01).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @friendly_errors
-def evaluate(target, split, iwae, samples, kl_form, data_file, device, seed, first_input, active_units, as_json):
+def evaluate(target, split, iwae, samples, kl_form, data_file, midi, device, seed, first_input, active_units,
+             as_json):
     """ELBO (and IWAE bound) per frame of full sequences, for TARGET: a run directory or checkpoint
     (default: the most recent run under runs/)."""
     import time
@@ -48,7 +51,17 @@ def evaluate(target, split, iwae, samples, kl_form, data_file, device, seed, fir
     check_data(record.get("data_fingerprint"), data, checkpoint, same_data=data_file is None)
     dev = resolve_device(device)
     srnn = model_from_checkpoint(ckpt, dev)
-    sequences = data.split(split).sequences()
+    if midi:
+        from data_prep.prep import read_pieces, reading_of
+
+        with progress_bar() as progress:
+            pieces = read_pieces(midi, data.grid, reading_of(data.attrs), reporter=BarReporter(progress))
+        if pieces.skipped:
+            console.print(f"[yellow]{len(pieces.skipped)} file(s) skipped[/yellow] (reasons above)")
+        split, chosen = "MIDI", pieces.splits["test"]
+    else:
+        chosen = data.split(split)
+    sequences = chosen.sequences()
     torch.manual_seed(seed)
     started = time.perf_counter()
     with progress_bar("frames") as progress:
@@ -65,6 +78,12 @@ def evaluate(target, split, iwae, samples, kl_form, data_file, device, seed, fir
     result["first_input"] = first_input
     if iwae:
         result["iwae"] = {"k": iwae, **scores.per_frame(scores.iwae)}
+    if midi:
+        result["midi"] = midi
+        result["pieces"] = [{"name": name, "frames": int(n), "elbo_per_frame": float(e / n),
+                             **({"iwae_per_frame": float(b / n)} if iwae else {})}
+                            for name, n, e, b in zip(chosen.names, scores.lengths, scores.elbo,
+                                                     scores.iwae if iwae else scores.elbo)]
     if active_units:
         result["active_units"] = scores.active_units()
         result["active_units_residual"] = scores.active_units(residual=True)
@@ -81,6 +100,13 @@ def evaluate(target, split, iwae, samples, kl_form, data_file, device, seed, fir
         stderr = "n/a" if r["per_sequence_stderr"] is None else f"{r['per_sequence_stderr']:.4f}"
         table.add_row(label, f"{r['per_sequence']:.4f}", stderr, f"{r['total_frames']:.4f}")
     out.print(table)
+    if midi:
+        pieces_table = numbers_table(f"pieces scored by {checkpoint}", ("piece", "frames", "ELBO per frame")
+                                     + (("IWAE per frame",) if iwae else ()))
+        for piece in result["pieces"]:
+            pieces_table.add_row(piece["name"], str(piece["frames"]), f"{piece['elbo_per_frame']:.4f}",
+                                 *((f"{piece['iwae_per_frame']:.4f}",) if iwae else ()))
+        out.print(pieces_table)
     out.print(f"{len(sequences)} sequences, {result['frames']} frames, {seconds:.1f} s"
               + (f"; active latent units {result['active_units']} of {srnn.config.z} "
                  f"({result['active_units_residual']} beyond the prior mean)" if active_units else ""))

@@ -26,7 +26,9 @@ def info(file, as_json):
 
 def print_summary(data):
     a = data.attrs
-    table = numbers_table(f"{a['dataset']} ({a['variant']}, {a['frame_name']} frames)  {data.path}",
+    tempo = f", median tempo {data.tempo_bpm:.0f} bpm" if data.tempo_bpm else ""
+    table = numbers_table(f"{a['dataset']} ({a['variant']}, {a['frame_name']} frames, {data.grid.rule} rule{tempo})  "
+                          f"{data.path}",
                           ("split", "sequences", "frames", "notes/frame", "length min-max"))
     for split, s in data.summary().items():
         table.add_row(split, str(s["sequences"]), str(s["frames"]), f"{s['notes_per_frame']:.2f}",

@@ -54,7 +54,7 @@ def sample(output, run_dir, checkpoint, steps, count, prime, prime_steps, png, s
         written = 0
         for rolls in sample_batches(srnn, steps, count, primer, seed):
             for roll in rolls:
-                roll_to_midi(roll, temporaries[written], grid)
+                roll_to_midi(roll, temporaries[written], grid, bpm=ckpt.get("tempo_bpm") or 120.0)
                 written += 1
             drawn.extend(rolls[:MAX_DRAWN - len(drawn)])
             progress.advance(task, len(rolls))

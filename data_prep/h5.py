@@ -4,7 +4,9 @@ Layout::
 
     /                  attrs: format, dataset, variant, frame_unit, frame_step, frame_phase,
                               frame_name, lowest_key (21), n_keys (88), sources (JSON list of
-                              {"name", "sha256"}), version, command
+                              {"name", "sha256"}), version, command; optional: frame_rule
+                              ("sample" when absent), tempo_bpm (median of the MIDI sources),
+                              midi_options (JSON: transpose, drums, programs), splits ("all-test")
     /<split>/rolls     (total frames, 88) uint8, chunked, gzip
     /<split>/offsets   (n + 1,) int64; sequence i is rolls[offsets[i]:offsets[i + 1]]
     /<split>/names     (n,) UTF-8 strings
@@ -86,15 +88,16 @@ def write_dataset(path, splits: dict, attrs: dict, force: bool = False):
     with h5py.File(image, "w") as f:
         f.attrs["format"] = FORMAT
         for key, value in attrs.items():
-            f.attrs[key] = json.dumps(value) if key == "sources" else value
+            f.attrs[key] = json.dumps(value) if key in ("sources", "midi_options") else value
         for name in SPLITS:
             split = splits[name]
             rolls = np.ascontiguousarray(split.rolls, dtype=np.uint8)
             if rolls.ndim != 2 or rolls.shape[1] != N_KEYS or (rolls > 1).any():
                 raise ValueError(f"split {name}: rolls must be 0/1 of shape (frames, {N_KEYS})")
             g = f.create_group(name)
-            g.create_dataset("rolls", data=rolls, chunks=(min(max(len(rolls), 1), 4096), N_KEYS),
-                             compression="gzip", compression_opts=4, shuffle=True)
+            packed = dict(chunks=(min(len(rolls), 4096), N_KEYS), compression="gzip", compression_opts=4,
+                          shuffle=True) if len(rolls) else {}  # an empty split (--split all-test) has no chunks
+            g.create_dataset("rolls", data=rolls, **packed)
             g.create_dataset("offsets", data=np.asarray(split.offsets, dtype=np.int64))
             g.create_dataset("names", data=np.array(split.names, dtype=object), dtype=h5py.string_dtype())
     write_bytes(path, image.getvalue(), force=force)
@@ -140,11 +143,16 @@ class PianoRollFile:
         if attrs["lowest_key"] != LOWEST_KEY or attrs["n_keys"] != N_KEYS:
             raise bad(f"keys {attrs['lowest_key']}+{attrs['n_keys']}, expected {LOWEST_KEY}+{N_KEYS}")
         try:
-            grid_from_attrs(attrs["frame_unit"], attrs["frame_step"], attrs["frame_phase"], attrs["frame_name"])
+            self._grid(attrs)
         except (TypeError, ValueError):
             raise bad(f"invalid frame grid (frame_unit {attrs['frame_unit']!r}, frame_step {attrs['frame_step']!r}, "
-                      f"frame_phase {attrs['frame_phase']!r}); expected unit beat or seconds, a positive step "
-                      "and a phase of 0 or more") from None
+                      f"frame_phase {attrs['frame_phase']!r}, frame_rule {attrs.get('frame_rule')!r}); expected unit "
+                      "beat or seconds, a positive step, a phase of 0 or more and rule sample or overlap") from None
+        try:
+            attrs["midi_options"] = json.loads(attrs.get("midi_options", "{}"))
+        except (TypeError, ValueError):
+            raise bad("the midi_options attribute is not JSON") from None
+        scoring_only = attrs.get("splits") == "all-test"
         for name in SPLITS:
             if name not in f or not all(k in f[name] for k in ("rolls", "offsets", "names")):
                 raise bad(f"split {name!r} is missing or lacks rolls/offsets/names")
@@ -154,16 +162,26 @@ class PianoRollFile:
             if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != rolls.shape[0] \
                     or (np.diff(offsets) <= 0).any():
                 raise bad(f"{name}/offsets are not increasing boundaries from 0 to {rolls.shape[0]}")
-            if len(offsets) < 2:
+            if len(offsets) < 2 and not (scoring_only and name != "test"):
                 raise bad(f"split {name!r} holds no sequences")
             if names.shape != (len(offsets) - 1,):
                 raise bad(f"{name}/names has {names.shape[0]} entries for {len(offsets) - 1} sequences")
         return attrs
 
+    @staticmethod
+    def _grid(a) -> Grid:
+        return grid_from_attrs(a["frame_unit"], a["frame_step"], a["frame_phase"], a["frame_name"],
+                               a.get("frame_rule", "sample"))
+
     @property
     def grid(self) -> Grid:
-        a = self.attrs
-        return grid_from_attrs(a["frame_unit"], a["frame_step"], a["frame_phase"], a["frame_name"])
+        return self._grid(self.attrs)
+
+    @property
+    def tempo_bpm(self) -> float | None:
+        """The median tempo of the MIDI files the data came from (beat grids), which samples are written at."""
+        tempo = self.attrs.get("tempo_bpm")
+        return float(tempo) if tempo else None
 
     @property
     def dataset(self) -> str:
@@ -213,7 +231,7 @@ class PianoRollFile:
                 "sequences": len(s),
                 "frames": int(lengths.sum()),
                 "notes_per_frame": float(s.rolls.sum() / max(1, len(s.rolls))),
-                "min_length": int(lengths.min()),
-                "max_length": int(lengths.max()),
+                "min_length": int(lengths.min()) if len(s) else 0,
+                "max_length": int(lengths.max()) if len(s) else 0,
             }
         return out

@@ -3,10 +3,18 @@
 A piano roll is a (frames, 88) uint8 array; column c is MIDI note c + 21 (A0..C8).
 
 Every conversion goes through one list of notes ``(pitch, start, end)`` measured in the unit of a
-:class:`Grid`, and one sampling rule: frame k holds a note when ``start <= (k + phase) * step < end``.
-With ``step`` an eighth note and ``phase`` 1.5 this is the rule that reproduces Boulanger-Lewandowski's
-Nottingham and Piano-midi.de rolls exactly (``data/SOURCES.md``); the writer places frame k so that the
-same rule reads it back, which makes write-then-read exact for every grid.
+:class:`Grid`, and one of two frame rules:
+
+- ``sample``: frame k holds a note when ``start <= (k + phase) * step < end``. With ``step`` an eighth note
+  and ``phase`` 1.5 this is the rule that reproduces Boulanger-Lewandowski's Nottingham and Piano-midi.de
+  rolls exactly; the benchmarks use it. A note shorter than a frame that falls between two sampling points
+  is lost.
+- ``overlap``: frame k covers ``[(k + phase) * step, (k + phase + 1) * step)``; a note holds its onset frame
+  and every later frame its span covers by at least ``OVERLAP_SHARE`` of a frame, so no note is lost. The
+  default for a user's own MIDI.
+
+The writer places frame k so that the grid's rule reads it back, which makes write-then-read exact for
+every grid and both rules.
 """
 from __future__ import annotations
 
@@ -19,6 +27,8 @@ import numpy as np
 LOWEST_KEY = 21
 N_KEYS = 88
 PERCUSSION_CHANNEL = 9  # General MIDI channel 10: its note numbers are drums, not pitches
+RULES = ("sample", "overlap")
+OVERLAP_SHARE = 0.5  # of a frame: a later frame a note covers less than this much is not held
 # A piece longer than this is refused rather than allocated: one corrupt note can last 268 million beats.
 # 100,000 frames is over three hours of eighth notes at 120 bpm, and 8.8 MB of roll.
 MAX_FRAMES = 100_000
@@ -32,19 +42,36 @@ class MidiError(ValueError):
 
 @dataclass(frozen=True)
 class Grid:
-    """Where frames sit in time: ``step`` beats (unit 'beat') or seconds (unit 'seconds') apart.
-
-    A note is in frame k when ``start <= (k + phase) * step < end``.
-    """
+    """Where frames sit in time: ``step`` beats (unit 'beat') or seconds (unit 'seconds') apart, and the
+    ``rule`` that puts a note in a frame (see the module's text)."""
 
     unit: str
     step: float
     phase: float
     name: str
+    rule: str = "sample"
 
     def __post_init__(self):
-        if self.unit not in ("beat", "seconds") or self.step <= 0 or self.phase < 0:
+        if self.unit not in ("beat", "seconds") or not self.step > 0 or not self.phase >= 0 or self.rule not in RULES:
             raise ValueError(f"invalid grid {self}")
+
+
+@dataclass
+class NoteCounts:
+    """What became of a collection's notes: read from the files, kept in the rolls, and skipped."""
+
+    notes: int = 0  # inside the 88 keys, of the kept channels and programs
+    kept: int = 0  # holding at least one frame of the roll
+    drums: int = 0  # on the percussion channel, skipped
+    other_programs: int = 0  # of instruments outside --programs, skipped
+
+    def add(self, other: "NoteCounts"):
+        for key in ("notes", "kept", "drums", "other_programs"):
+            setattr(self, key, getattr(self, key) + getattr(other, key))
+
+    @property
+    def lost_share(self) -> float:
+        return 1 - self.kept / self.notes if self.notes else 0.0
 
 
 FRAME_BEATS = {"quarter": 1.0, "eighth": 0.5, "16th": 0.25}
@@ -61,20 +88,41 @@ def beat_grid(frame: str, phase: float = BOULANGER_PHASE) -> Grid:
     return Grid("beat", FRAME_BEATS[frame], phase, frame)
 
 
-def grid_from_attrs(unit: str, step: float, phase: float, name: str) -> Grid:
-    return Grid(str(unit), float(step), float(phase), str(name))
+def frame_grid(frame: str, rule: str = "sample") -> Grid:
+    """A grid from a frame name: 'quarter', 'eighth', '16th' (beats, tempo ignored) or seconds such as
+    '0.3s' (tempo map applied). The sample rule samples beat grids 1.5 steps in (Boulanger's phase) and
+    seconds grids at the frame start, as the SRNN data; the overlap rule's frames start on the grid."""
+    if rule not in RULES:
+        raise ValueError(f"unknown frame rule {rule!r}; choose one of {', '.join(RULES)}")
+    if frame.endswith("s") and frame not in FRAME_BEATS:
+        try:
+            seconds = float(frame[:-1])
+        except ValueError:
+            seconds = 0.0
+        if not 0 < seconds < 60:
+            raise ValueError(f"frame {frame!r}: expected seconds such as 0.3s (more than 0, under 60)")
+        return Grid("seconds", seconds, 0.0, f"{seconds:g}s", rule)
+    if frame not in FRAME_BEATS:
+        raise ValueError(f"unknown frame {frame!r}; choose one of {', '.join(FRAME_BEATS)} or seconds such as 0.3s")
+    return Grid("beat", FRAME_BEATS[frame], BOULANGER_PHASE if rule == "sample" else 0.0, frame, rule)
+
+
+def grid_from_attrs(unit: str, step: float, phase: float, name: str, rule: str = "sample") -> Grid:
+    return Grid(str(unit), float(step), float(phase), str(name), str(rule))
 
 
 # ----------------------------------------------------------------------------- reading
 
 
-def read_midi_notes(path, grid: Grid, name=None):
+def read_midi_notes(path, grid: Grid, name=None, drums: bool = False, programs=None, counts=None):
     """Notes ``(pitch, start, end)`` of a MIDI file in the grid's unit, and the file's length in that unit.
 
     ``path`` may be a file object; ``name`` is then what error messages call it.
 
     Note-on with velocity 0 counts as note-off; repeated note-ons of one pitch are closed first in,
-    first out; notes still open at the end of their track end there; the percussion channel is skipped.
+    first out; notes still open at the end of their track end there. The percussion channel is skipped
+    unless ``drums``; with ``programs`` (a set of General MIDI programs 0-127) only notes of channels playing
+    one of them are kept. ``counts`` (a :class:`NoteCounts`) adds the notes skipped either way.
     """
     is_file = hasattr(path, "read")
     path_name = name or (getattr(path, "name", "<MIDI data>") if is_file else str(path))
@@ -87,30 +135,73 @@ def read_midi_notes(path, grid: Grid, name=None):
     tpb = mid.ticks_per_beat
     if not tpb or tpb <= 0:
         raise MidiError(f"{path_name}: SMPTE time division is not supported")
-    tick_notes, tempos, length = [], [], 0
+    tick_notes, tempos, program_changes, length = [], [], [], 0
     for track in mid.tracks:
         tick, open_notes = 0, {}
         for msg in track:
             tick += msg.time
             if msg.type == "set_tempo":
                 tempos.append((tick, msg.tempo))
-            elif msg.type in ("note_on", "note_off") and msg.channel != PERCUSSION_CHANNEL:
+            elif msg.type == "program_change":
+                program_changes.append((tick, msg.channel, msg.program))
+            elif msg.type in ("note_on", "note_off"):
                 key = (msg.channel, msg.note)
                 if msg.type == "note_on" and msg.velocity > 0:
                     open_notes.setdefault(key, []).append(tick)
                 elif open_notes.get(key):
-                    tick_notes.append((msg.note, open_notes[key].pop(0), tick))
-        for (_, pitch), starts in open_notes.items():
-            tick_notes.extend((pitch, s, tick) for s in starts)
+                    tick_notes.append((msg.channel, msg.note, open_notes[key].pop(0), tick))
+        for (channel, pitch), starts in open_notes.items():
+            tick_notes.extend((channel, pitch, s, tick) for s in starts)
         length = max(length, tick)
+    counts = counts if counts is not None else NoteCounts()
+    kept = []
+    program_of = _programs(program_changes)
+    for channel, pitch, start, end in tick_notes:
+        if channel == PERCUSSION_CHANNEL and not drums:
+            counts.drums += 1
+        elif programs is not None and channel != PERCUSSION_CHANNEL and program_of(channel, start) not in programs:
+            counts.other_programs += 1
+        else:
+            kept.append((pitch, start, end))
+    tick_notes = kept
     if not tick_notes:
-        raise MidiError(f"{path_name}: no notes")
+        raise MidiError(f"{path_name}: no notes" + (" (after skipping drums and other programs)"
+                                                    if counts.drums or counts.other_programs else ""))
     if grid.unit == "beat":
         to_unit = lambda t: t / tpb  # noqa: E731 - tempo is ignored on a beat grid, as Boulanger did
     else:
         to_unit = _tick_to_seconds(tempos, tpb)
     notes = [(p, to_unit(s), to_unit(e)) for p, s, e in tick_notes if e > s]
     return notes, to_unit(length)
+
+
+def _programs(changes):
+    """program_of(channel, tick): the General MIDI program a channel plays at a tick (0, piano, until told)."""
+    by_channel = {}
+    for tick, channel, program in sorted(changes):
+        by_channel.setdefault(channel, ([], []))
+        by_channel[channel][0].append(tick)
+        by_channel[channel][1].append(program)
+
+    def program_of(channel, tick):
+        ticks, programs = by_channel.get(channel, ([], []))
+        i = int(np.searchsorted(ticks, tick, side="right")) - 1
+        return programs[i] if i >= 0 else 0
+
+    return program_of
+
+
+def file_tempo(path) -> float | None:
+    """The first tempo a MIDI file states, in beats per minute (None when it states none or is unreadable)."""
+    try:
+        mid = mido.MidiFile(file=path, clip=True) if hasattr(path, "read") else mido.MidiFile(str(path), clip=True)
+    except Exception:
+        return None
+    for track in mid.tracks:
+        for msg in track:
+            if msg.type == "set_tempo":
+                return float(mido.tempo2bpm(msg.tempo))
+    return None
 
 
 def _tick_to_seconds(tempos, tpb):
@@ -129,28 +220,47 @@ def _tick_to_seconds(tempos, tpb):
 
 
 def notes_to_roll(notes, grid: Grid, transpose: int = 0, n_frames: int | None = None,
-                  max_frames: int = MAX_FRAMES, name="piece") -> np.ndarray:
-    """Sample notes on the grid. Keys outside 21..108 after transposition are dropped.
+                  max_frames: int = MAX_FRAMES, name="piece", counts: NoteCounts | None = None) -> np.ndarray:
+    """Notes on the grid, by the grid's rule. Keys outside 21..108 after transposition are dropped.
 
     With ``n_frames`` None the roll ends at its last sounding frame (trailing silence dropped). A roll
-    longer than ``max_frames`` is refused with a :class:`MidiError`.
+    longer than ``max_frames`` is refused with a :class:`MidiError`. ``counts`` adds the notes inside the
+    keys and those that hold a frame.
     """
-    spans = []
+    spans, inside = [], 0
     for pitch, start, end in notes:
         key = pitch + transpose - LOWEST_KEY
-        lo = max(0, _frame_ceil(start, grid))
-        hi = _frame_ceil(end, grid)
-        if 0 <= key < N_KEYS and hi > lo:
+        if not 0 <= key < N_KEYS:
+            continue
+        inside += 1
+        lo, hi = _frames_of(start, end, grid)
+        if hi > lo:
             spans.append((key, lo, hi))
     last = max((hi for _, _, hi in spans), default=0)
     length = last if n_frames is None else n_frames
     if length > max_frames:
         raise MidiError(f"{name}: {length} {grid.name} frames long, over the limit of {max_frames} "
                         "(--max-frames)")
+    if counts is not None:
+        counts.notes += inside
+        counts.kept += len(spans)
     roll = np.zeros((last if n_frames is None else n_frames, N_KEYS), dtype=np.uint8)
     for key, lo, hi in spans:
         roll[lo:hi, key] = 1
     return roll
+
+
+def _frames_of(start: float, end: float, grid: Grid) -> tuple:
+    """The frames [lo, hi) a note holds under the grid's rule."""
+    if grid.rule == "sample":
+        return max(0, _frame_ceil(start, grid)), _frame_ceil(end, grid)
+    first = start / grid.step - grid.phase
+    last = end / grid.step - grid.phase
+    lo = max(0, math.floor(first + 1e-6))  # the onset frame, always held
+    hi = max(lo + 1, math.ceil(last - 1e-6))  # every frame the span reaches ...
+    if hi - 1 > lo and last - (hi - 1) < OVERLAP_SHARE - 1e-9:  # ... but a last one it barely enters
+        hi -= 1
+    return lo, hi
 
 
 def _frame_ceil(time: float, grid: Grid) -> int:
@@ -165,15 +275,17 @@ def frames_in(length: float, grid: Grid) -> int:
 
 
 def read_midi_roll(path, grid: Grid, transpose: int | str = 0, keep_length: bool = False, name=None,
-                   max_frames: int = MAX_FRAMES) -> np.ndarray:
+                   max_frames: int = MAX_FRAMES, drums: bool = False, programs=None,
+                   counts: NoteCounts | None = None) -> np.ndarray:
     """A MIDI file as a piano roll. ``transpose='C'`` shifts the estimated key to C major / C minor.
 
     ``keep_length`` keeps trailing silence up to the end of the file (used to read back our own files).
+    ``drums``, ``programs`` and ``counts`` as :func:`read_midi_notes`; ``counts`` also gets the notes kept.
     """
-    notes, length = read_midi_notes(path, grid, name)
+    notes, length = read_midi_notes(path, grid, name, drums, programs, counts)
     shift = transposition_to_c(notes) if transpose == "C" else int(transpose)
     roll = notes_to_roll(notes, grid, shift, frames_in(length, grid) if keep_length else None, max_frames,
-                         name or path)
+                         name or path, counts)
     if not roll.any():
         raise MidiError(f"{name or path}: no notes inside the piano range 21..108")
     return roll

@@ -10,8 +10,8 @@ import numpy as np
 
 from . import __version__
 from .h5 import SPLITS, Split, write_dataset
-from .midi import LOWEST_KEY, MAX_FRAMES, N_KEYS, SCORE_PHASE, SRNN_GRID, Grid, MidiError, beat_grid, notes_to_roll, \
-    read_midi_roll, transposition_to_c
+from .midi import LOWEST_KEY, MAX_FRAMES, N_KEYS, SCORE_PHASE, SRNN_GRID, Grid, MidiError, NoteCounts, beat_grid, \
+    file_tempo, frame_grid, notes_to_roll, read_midi_roll, transposition_to_c
 from .sources import BENCHMARKS, SourceError, detect_format, find_source, open_midi_source, read_mat, \
     read_pickle, read_srnn_npz, sha256_of
 
@@ -30,6 +30,23 @@ class Reporter:
 
 
 @dataclass
+class MidiReading:
+    """How MIDI files are read into rolls (the options), and what reading them found (the rest)."""
+
+    transpose: int | str = 0  # semitones, or "C" for the estimated key to C major / C minor
+    drums: bool = False  # keep the percussion channel
+    programs: frozenset | None = None  # General MIDI programs to keep (None: all)
+    max_frames: int = MAX_FRAMES
+    counts: dict = field(default_factory=lambda: {s: NoteCounts() for s in SPLITS})
+    tempos: dict = field(default_factory=lambda: {s: [] for s in SPLITS})  # first tempo of every file read, bpm
+    skipped: list = field(default_factory=list)  # [(file, reason)]
+
+    def options(self) -> dict:
+        return {"transpose": self.transpose, "drums": self.drums,
+                "programs": sorted(self.programs) if self.programs is not None else None}
+
+
+@dataclass
 class Prepared:
     dataset: str
     variant: str
@@ -37,16 +54,28 @@ class Prepared:
     splits: dict
     sources: list = field(default_factory=list)  # [{"name", "sha256"}]
     skipped: list = field(default_factory=list)  # [(file, reason)]
+    reading: MidiReading | None = None  # for MIDI sources
+    all_test: bool = False  # every piece in the test split, for scoring only
 
     def write(self, path, command: str, force: bool = False):
         for name in SPLITS:
-            if len(self.splits[name]) == 0:
-                raise SourceError(f"{self.dataset}: split {name!r} has no usable sequences")
+            if len(self.splits[name]) == 0 and not (self.all_test and name != "test"):
+                raise SourceError(f"{self.dataset}: split {name!r} has no usable sequences"
+                                  + ("" if self.all_test else "; to score a few pieces, prepare them with "
+                                     "--split all-test or use `srnn evaluate RUN --midi`"))
         attrs = {
             "dataset": self.dataset, "variant": self.variant, "frame_unit": self.grid.unit,
             "frame_step": self.grid.step, "frame_phase": self.grid.phase, "frame_name": self.grid.name,
-            "lowest_key": LOWEST_KEY, "n_keys": N_KEYS, "sources": self.sources, "version": __version__, "command": command,
+            "frame_rule": self.grid.rule, "lowest_key": LOWEST_KEY, "n_keys": N_KEYS, "sources": self.sources,
+            "version": __version__, "command": command,
         }
+        if self.reading is not None:
+            attrs["midi_options"] = self.reading.options()
+            tempos = self.reading.tempos["train"] or [t for s in SPLITS for t in self.reading.tempos[s]]
+            if tempos and self.grid.unit == "beat":  # samples are written at the training pieces' median tempo
+                attrs["tempo_bpm"] = float(np.median(tempos))
+        if self.all_test:
+            attrs["splits"] = "all-test"
         write_dataset(path, self.splits, attrs, force=force)
 
 
@@ -59,7 +88,7 @@ def _limited(seqs, names, limit):
 
 
 def prepare_benchmark(name, variant="boulanger", source=None, cache_dir="data", frame=None, transpose=True,
-                      limit=None, reporter=None, download=None, max_frames=MAX_FRAMES) -> Prepared:
+                      limit=None, reporter=None, download=None, max_frames=MAX_FRAMES, rule=None) -> Prepared:
     """One of the four benchmarks, from whichever source :func:`find_source` settles on."""
     bench = BENCHMARKS[name]
     if variant not in VARIANTS:
@@ -67,13 +96,21 @@ def prepare_benchmark(name, variant="boulanger", source=None, cache_dir="data", 
     path = find_source(bench, variant, source, cache_dir, download)
     fmt = detect_format(path)
     reporter = reporter or Reporter()
-    grid = SRNN_GRID if variant == "srnn" else beat_grid(frame or bench.frame)
-    skipped = []
+    try:
+        grid = SRNN_GRID if variant == "srnn" else beat_grid(frame or bench.frame)
+    except ValueError as exc:
+        raise SourceError(f"--frame: {exc} (a benchmark's frames are beats)") from None
+    if rule and rule != grid.rule:
+        grid = frame_grid(grid.name, rule)
+    reading = None
     if fmt in ("midi-folder", "zip"):
         index = _nottingham_index(path) if name == "nottingham" and variant == "boulanger" else {}
-        raw = _convert_midi_collection(path, grid, index or ("C" if transpose and variant == "boulanger" else 0),
-                                       limit, reporter, skipped, max_frames)
+        reading = MidiReading(transpose="C" if transpose and variant == "boulanger" else 0, max_frames=max_frames)
+        raw = _convert_midi_collection(path, grid, index or reading.transpose, limit, reporter, reading)
     else:
+        if rule:
+            raise SourceError(f"{path}: a {fmt} file is a finished piano roll; --frame-rule applies to MIDI sources "
+                              "only")
         if variant == "srnn" and fmt != "npz":
             raise SourceError(f"{path}: variant srnn needs the reference npz file or MIDI files, found a {fmt} file")
         if variant == "boulanger" and fmt == "npz":
@@ -85,7 +122,7 @@ def prepare_benchmark(name, variant="boulanger", source=None, cache_dir="data", 
         raw = {s: _limited(*seqs_names, limit) for s, seqs_names in reader(path).items()}
     splits = {s: Split.from_sequences(*raw[s]) for s in SPLITS}
     sources = [{"name": path.name, "sha256": sha256_of(path) if path.is_file() else "folder"}]
-    return Prepared(name, variant, grid, splits, sources, skipped)
+    return Prepared(name, variant, grid, splits, sources, reading.skipped if reading else [], reading)
 
 
 def _nottingham_index(path: Path) -> dict:
@@ -98,7 +135,7 @@ def _nottingham_index(path: Path) -> dict:
     return {}
 
 
-def _convert_midi_collection(path, grid, transpose, limit, reporter, skipped, max_frames=MAX_FRAMES) -> dict:
+def _convert_midi_collection(path, grid, transpose, limit, reporter, reading: MidiReading) -> dict:
     """Convert a folder/zip with train/ valid/ test/; ``transpose`` is a shift, 'C', or an index
     {relative name: (shift, order)}, which also orders each split as the canonical data."""
     listing, opener = open_midi_source(Path(path))
@@ -111,26 +148,35 @@ def _convert_midi_collection(path, grid, transpose, limit, reporter, skipped, ma
         shift_of = lambda name: index.get(_index_key(name), ("C", 0))[0]  # noqa: E731
     else:
         shift_of = lambda name: transpose  # noqa: E731
-    return _convert_listing(listing, opener, grid, shift_of, limit, reporter, skipped, f"{path}/", max_frames)
+    return _convert_listing(listing, opener, grid, shift_of, limit, reporter, reading, f"{path}/")
 
 
-def _convert_listing(listing, opener, grid, shift_of, limit, reporter, skipped, prefix="",
-                     max_frames=MAX_FRAMES) -> dict:
+def _convert_listing(listing, opener, grid, shift_of, limit, reporter, reading: MidiReading, prefix="") -> dict:
     """Read every listed MIDI file; a file that fails, whatever the reason, is skipped with it, and the
-    others are prepared."""
+    others are prepared. ``reading`` gets the note counts per split, the files' tempos and the skipped files."""
     listing = {s: names[:limit] if limit else names for s, names in listing.items()}
     jobs = [(s, n) for s in SPLITS for n in listing[s]]
     reporter.start(len(jobs), "MIDI files")
     out = {s: ([], []) for s in SPLITS}
     for split, name in jobs:
+        counts = NoteCounts()
         try:
-            roll = read_midi_roll(opener(name), grid, shift_of(name), name=f"{prefix}{name}", max_frames=max_frames)
+            source = opener(name)
+            roll = read_midi_roll(source, grid, shift_of(name), name=f"{prefix}{name}", max_frames=reading.max_frames,
+                                  drums=reading.drums, programs=reading.programs, counts=counts)
+            if hasattr(source, "seek"):
+                source.seek(0)
+            tempo = file_tempo(source)
         except Exception as exc:  # one bad file (corrupt, damaged in its zip, out of memory) skips that file
             reason = str(exc) if isinstance(exc, (MidiError, SourceError)) else \
                 f"{prefix}{name}: {exc.__class__.__name__}: {exc}"
-            skipped.append((name, reason))
+            reading.skipped.append((name, reason))
             reporter.advance(name, reason)
+            reading.counts[split].add(counts)  # a file whose notes all fall between frames loses them all
             continue
+        reading.counts[split].add(counts)
+        if tempo:
+            reading.tempos[split].append(tempo)
         out[split][0].append(roll)
         out[split][1].append(str(Path(name).with_suffix("")))
         reporter.advance(name)
@@ -144,32 +190,73 @@ def _index_key(name: str) -> str:
 
 
 def prepare_midi_folder(path, name, frame="eighth", transpose=False, limit=None, reporter=None,
-                        seed=0, max_frames=MAX_FRAMES) -> Prepared:
+                        seed=0, max_frames=MAX_FRAMES, rule="overlap", drums=False, programs=None,
+                        all_test=False) -> Prepared:
     """Any MIDI collection: train/ valid/ test/ subfolders when present, else a deterministic 80/10/10
-    split by file path."""
+    split by file path (or, with ``all_test``, every file in the test split, for scoring). ``frame`` is a
+    beat unit or seconds ('0.3s'); ``rule`` 'overlap' keeps every note, 'sample' is the benchmarks' rule."""
     path = Path(path)
     if not path.is_dir():
         raise SourceError(f"{path}: not a folder")
-    grid = beat_grid(frame)
+    try:
+        grid = frame_grid(frame, rule)
+    except ValueError as exc:
+        raise SourceError(f"--frame: {exc}") from None
     reporter = reporter or Reporter()
-    skipped = []
-    shift = "C" if transpose else 0
+    reading = MidiReading("C" if transpose else 0, drums, frozenset(programs) if programs is not None else None,
+                          max_frames)
     listing, _ = open_midi_source(path)
+    files = sorted(str(p.relative_to(path)) for p in path.rglob("*")
+                   if p.is_file() and p.suffix.lower() in (".mid", ".midi"))
+    if all_test:
+        return read_pieces(path, grid, reading, name, limit, reporter)
     if any(listing.values()):
-        raw = _convert_midi_collection(path, grid, shift, limit, reporter, skipped, max_frames)
+        raw = _convert_midi_collection(path, grid, reading.transpose, limit, reporter, reading)
     else:
-        files = sorted(str(p.relative_to(path)) for p in path.rglob("*")
-                       if p.is_file() and p.suffix.lower() in (".mid", ".midi"))
         if not files:
             raise SourceError(f"{path}: no .mid or .midi files")
         assignment = _split_assignment(len(files), (0.8, 0.1, 0.1), seed)
         listing = {s: [f for f, a in zip(files, assignment) if a == s] for s in SPLITS}
-        raw = _convert_listing(listing, lambda rel: path / rel, grid, lambda rel: shift, limit, reporter,
-                               skipped, f"{path}/", max_frames)
+        raw = _convert_listing(listing, lambda rel: path / rel, grid, lambda rel: reading.transpose, limit, reporter,
+                               reading, f"{path}/")
     if not any(raw[s][0] for s in SPLITS):
-        raise SourceError(f"{path}: none of the {len(skipped)} MIDI files could be read")
+        raise SourceError(f"{path}: none of the {len(reading.skipped)} MIDI files could be read")
     splits = {s: Split.from_sequences(*raw[s]) for s in SPLITS}
-    return Prepared(name, "midi", grid, splits, [{"name": path.name, "sha256": "folder"}], skipped)
+    return Prepared(name, "midi", grid, splits, [{"name": path.name, "sha256": "folder"}], reading.skipped, reading,
+                    all_test)
+
+
+def read_pieces(path, grid: Grid, reading: MidiReading, name="pieces", limit=None, reporter=None) -> Prepared:
+    """One MIDI file, or every MIDI file under a folder, read on ``grid`` as ``reading`` says, all in the test
+    split: pieces to score with a trained model."""
+    path = Path(path)
+    if path.is_file():
+        listing, opener, prefix = [path.name], (lambda rel: path), f"{path.parent}/"
+    elif path.is_dir():
+        listing = sorted(str(p.relative_to(path)) for p in path.rglob("*")
+                         if p.is_file() and p.suffix.lower() in (".mid", ".midi"))
+        opener, prefix = (lambda rel: path / rel), f"{path}/"
+    else:
+        raise SourceError(f"{path}: no such MIDI file or folder")
+    if not listing:
+        raise SourceError(f"{path}: no .mid or .midi files")
+    raw = _convert_listing({"train": [], "valid": [], "test": listing}, opener, grid, lambda rel: reading.transpose,
+                           limit, reporter or Reporter(), reading, prefix)
+    if not raw["test"][0]:
+        raise SourceError(f"{path}: none of the {len(reading.skipped)} MIDI files could be read")
+    splits = {s: Split.from_sequences(*raw[s]) for s in SPLITS}
+    return Prepared(name, "midi", grid, splits, [{"name": path.name, "sha256": "folder"}], reading.skipped, reading,
+                    all_test=True)
+
+
+def reading_of(attrs: dict) -> MidiReading:
+    """How the MIDI behind a prepared file was read (its midi_options), so that new pieces are read alike.
+    Files without them: the benchmarks and the Bach chorales were transposed to C, other data was not."""
+    options = attrs.get("midi_options") or {}
+    transpose = options.get("transpose", "C" if attrs.get("variant") in ("boulanger", "music21") else 0)
+    programs = options.get("programs")
+    return MidiReading(transpose, bool(options.get("drums", False)),
+                       frozenset(programs) if programs is not None else None)
 
 
 def _split_assignment(n, fractions, seed) -> list:

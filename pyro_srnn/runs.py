@@ -123,7 +123,7 @@ class RunDir:
 def record_of_checkpoint(ckpt: dict) -> dict:
     """The run record a checkpoint carries (the fields of config.json)."""
     return {"config": ckpt["config"], "data": ckpt.get("data"), "data_fingerprint": ckpt.get("data_fingerprint"),
-            "dataset": ckpt.get("dataset"), "grid": ckpt.get("grid")}
+            "dataset": ckpt.get("dataset"), "grid": ckpt.get("grid"), "tempo_bpm": ckpt.get("tempo_bpm")}
 
 
 def latest_run(root=RUNS_ROOT) -> Path:

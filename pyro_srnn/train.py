@@ -162,6 +162,8 @@ class Trainer:
         self.device = distributed.process_device(resolve_device(device) if isinstance(device, str) else device)
         self.hooks = hooks or Hooks()
         self.rank, self.world = distributed.rank_and_world(self.device)
+        if len(data.split("train")) == 0:
+            raise SRNNError(f"{data.path}: holds no training pieces (prepared with --split all-test, for scoring)")
         if config.batch_size % self.world:
             raise SRNNError(f"--batch-size {config.batch_size} streams cannot be split over {self.world} processes")
         torch.manual_seed(config.seed)  # the same initial parameters on every process
@@ -236,8 +238,8 @@ class Trainer:
     def record(self) -> dict:
         """What config.json holds, and every checkpoint with it."""
         return {"config": self.config.to_dict(), "data": self.data.path, "data_fingerprint": self.data_fingerprint,
-                "dataset": self.data.dataset, "grid": self.data.grid.__dict__, "device": str(self.device),
-                "processes": self.world}
+                "dataset": self.data.dataset, "grid": self.data.grid.__dict__, "tempo_bpm": self.data.tempo_bpm,
+                "device": str(self.device), "processes": self.world}
 
     def _lock(self):
         """Hold the run directory for this process's lifetime: two trainings in one directory would

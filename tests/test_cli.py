@@ -44,3 +44,19 @@ def test_the_rate_column_shows_the_rate_of_a_task_finished_in_one_update():
     progress.advance(task, 4725)
     assert progress.tasks[0].speed is None  # what rich alone would show as no rate
     assert RateColumn("frames").render(progress.tasks[0]).plain.strip() == "2362.5 frames/s"
+
+
+def test_the_rate_column_shows_items_over_elapsed_time_for_uneven_updates():
+    from rich.progress import Progress
+
+    from cli.common import RateColumn
+
+    now = [0.0]
+    progress = Progress(RateColumn("frames"), get_time=lambda: now[0])
+    task = progress.add_task("validation", total=4465)
+    for at, frames in ((0.5, 3000), (0.9, 1000), (0.94, 465)):  # length-sorted batches: long ones first
+        now[0] = at
+        progress.advance(task, frames)
+    shown = float(RateColumn("frames").render(progress.tasks[0]).plain.split()[0])
+    assert shown == pytest.approx(4465 / 0.94, abs=0.1)
+    assert progress.tasks[0].finished_speed != pytest.approx(shown, rel=0.05)  # what rich alone would show

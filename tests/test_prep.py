@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from cli.main import srnn
 from data_prep.h5 import PianoRollFile
-from data_prep.midi import beat_grid, roll_to_midi
+from data_prep.midi import beat_grid, frame_grid, roll_to_midi
 from data_prep.prep import prepare_bach, prepare_benchmark
 from data_prep.sources import Download, SourceError, fetch_verified, find_source, BENCHMARKS, read_mat, \
     read_pickle, read_srnn_npz
@@ -73,14 +73,15 @@ def test_bach_split_is_fixed_and_disjoint():
     assert not set(names["train"]) & set(names["test"])
 
 
-def _midi_folder(root, rng, counts=(4, 2, 2), with_splits=True):
+def _midi_folder(root, rng, counts=(4, 2, 2), with_splits=True, grid=None):
+    grid = grid or frame_grid("eighth", "overlap")  # what --midi reads by default
     rolls = {}
     for split, n in zip(("train", "valid", "test"), counts):
         folder = root / split if with_splits else root
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(n):
             roll = random_roll(rng, 30)
-            roll_to_midi(roll, folder / f"{split}{i}.mid", beat_grid("eighth"))
+            roll_to_midi(roll, folder / f"{split}{i}.mid", grid)
             rolls[f"{split}{i}"] = roll
     return rolls
 
@@ -185,7 +186,7 @@ def test_merged_is_the_four_benchmarks_split_by_split(source_dir, tmp_path, monk
 def test_zip_of_midi_files_with_split_folders(tmp_path):
     import zipfile
 
-    rolls = _midi_folder(tmp_path / "m", np.random.default_rng(5), counts=(2, 1, 1))
+    rolls = _midi_folder(tmp_path / "m", np.random.default_rng(5), counts=(2, 1, 1), grid=beat_grid("eighth"))
     with zipfile.ZipFile(tmp_path / "Nottingham.zip", "w") as z:
         for path in (tmp_path / "m").rglob("*.mid"):
             z.write(path, f"Nottingham/{path.relative_to(tmp_path / 'm')}")
