@@ -13,6 +13,7 @@ $(STAMP): setup.py
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --no-deps tinysoundfont==0.3.7  # audio; --no-deps: see setup.py
 	touch $(STAMP)
 
 # The embedded default: the music21 Bach chorales (no network, no SRNN_SOURCE_DIR), a small SRNN,

@@ -17,7 +17,10 @@ setup(
         "scipy>=1.10",  # reading the .mat conversion of the benchmarks
         "music21>=9",  # the offline Bach corpus
         "matplotlib>=3.7",  # piano-roll pictures
+        "pretty-midi>=0.2.10",  # for the General MIDI soundfont it ships (TimGM6mb.sf2), used by srnn render
     ],
+    # The synthesiser, tinysoundfont, is installed by the Makefile with --no-deps: its one dependency, pyaudio,
+    # is for live playback only and does not build without PortAudio.
     extras_require={"test": ["pytest>=7"]},
     entry_points={"console_scripts": ["srnn=cli.main:main"]},
 )

@@ -43,6 +43,7 @@ def friendly_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from data_prep.audio import AudioError
         from data_prep.files import OutputError
         from data_prep.h5 import DataFileError
         from data_prep.midi import MidiError
@@ -53,7 +54,7 @@ def friendly_errors(fn):
             return fn(*args, **kwargs)
         except RunBusy as exc:
             raise UserError(str(exc), exit_code=RunBusy.EXIT_CODE) from None
-        except (DataFileError, MidiError, SourceError, SRNNError, OutputError) as exc:
+        except (DataFileError, MidiError, SourceError, SRNNError, OutputError, AudioError) as exc:
             raise UserError(str(exc)) from None
         except OSError as exc:  # a full disk, a read-only folder, a file that vanished: the system's own words
             where = f"{exc.filename}: " if exc.filename else ""
@@ -106,3 +107,18 @@ def progress_bar(unit="files", *extra_columns) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(unit),
                     TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), *extra_columns,
                     console=console)
+
+
+def sampling_options(fn):
+    """--temperature, --z-scale and --burn-in: departures from ancestral sampling (pyro_srnn.sample.Controls)."""
+    options = [
+        click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+                     help="Divide the emission's logits by T (below 1: fewer, surer notes)."),
+        click.option("--z-scale", type=click.FloatRange(min=0), default=1.0, show_default=True,
+                     help="Multiply the prior's standard deviation of z_t by S (0: its mean)."),
+        click.option("--burn-in", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Generate N frames from the zero state and drop them before the piece starts."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn

@@ -5,7 +5,8 @@ import json
 
 import click
 
-from .common import BarReporter, UserError, console, friendly_errors, numbers_table, out, progress_bar
+from .common import BarReporter, UserError, console, friendly_errors, numbers_table, out, progress_bar, \
+    sampling_options
 
 
 @click.command()
@@ -24,11 +25,16 @@ from .common import BarReporter, UserError, console, friendly_errors, numbers_ta
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--first-input", type=click.Choice(["zero", "x1"]), default="zero", show_default=True,
               help="u_1 of each sequence: 0 (the model's definition) or x_1 (the reference code's test arrays).")
+@click.option("--music", is_flag=True, help="Instead of the ELBO: sample --n pieces of --steps frames and compare "
+              "their statistics (polyphony, onsets, note lengths, pitches, silence, scale) with the split's.")
+@click.option("--n", "count", type=click.IntRange(min=1), default=32, show_default=True, help="--music: pieces.")
+@click.option("--steps", type=click.IntRange(min=1), default=400, show_default=True, help="--music: frames each.")
+@sampling_options
 @click.option("--active-units", is_flag=True, help="Count latent dimensions whose posterior mean varies (> 0.01).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @friendly_errors
-def evaluate(target, split, iwae, samples, kl_form, data_file, midi, device, seed, first_input, active_units,
-             as_json):
+def evaluate(target, split, iwae, samples, kl_form, data_file, midi, device, seed, first_input, music, count, steps,
+             temperature, z_scale, burn_in, active_units, as_json):
     """ELBO (and IWAE bound) per frame of full sequences, for TARGET: a run directory or checkpoint
     (default: the most recent run under runs/)."""
     import time
@@ -62,6 +68,9 @@ def evaluate(target, split, iwae, samples, kl_form, data_file, midi, device, see
     else:
         chosen = data.split(split)
     sequences = chosen.sequences()
+    if music:
+        return music_report(srnn, sequences, f"{data.dataset} {split}", count, steps, seed,
+                            (temperature, z_scale, burn_in), as_json)
     torch.manual_seed(seed)
     started = time.perf_counter()
     with progress_bar("frames") as progress:
@@ -110,3 +119,28 @@ def evaluate(target, split, iwae, samples, kl_form, data_file, midi, device, see
     out.print(f"{len(sequences)} sequences, {result['frames']} frames, {seconds:.1f} s"
               + (f"; active latent units {result['active_units']} of {srnn.config.z} "
                  f"({result['active_units_residual']} beyond the prior mean)" if active_units else ""))
+
+
+def music_report(srnn, sequences, what: str, count: int, steps: int, seed: int, controls, as_json: bool):
+    """Samples against data on what a musician hears: one table, or the same as JSON."""
+    from data_prep.stats import compare, roll_statistics
+    from pyro_srnn.sample import Controls, sample_rolls
+
+    controls = Controls(*controls)
+    with console.status(f"sampling {count} pieces of {steps} frames"):
+        rolls = sample_rolls(srnn, steps, count, seed=seed, controls=controls)
+    rows = compare(roll_statistics(sequences), roll_statistics(rolls))
+    result = {"data": what, "pieces": count, "steps": steps, "seed": seed, "controls": controls.__dict__,
+              "statistics": [{"statistic": name, "data": a, "samples": b, kind: value}
+                             for name, a, b, kind, value in rows]}
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    table = numbers_table(f"{count} samples x {steps} frames against {what} (T={controls.temperature:g}, "
+                          f"S={controls.z_scale:g}, burn-in {controls.burn_in})",
+                          ("statistic", "data", "samples", "ratio", "overlap (OA)"))
+    for name, a, b, kind, value in rows:
+        label = name.replace("_", " ") + (" (mean)" if kind == "OA" else "")
+        table.add_row(label, f"{a:.3f}", f"{b:.3f}", f"{value:.2f}" if kind == "ratio" else "",
+                      f"{value:.2f}" if kind == "OA" else "")
+    out.print(table)

@@ -7,6 +7,7 @@ from .bench import bench
 from .evaluate import evaluate
 from .info import info
 from .prep import prep
+from .render import render
 from .sample import sample
 from .sweep import sweep
 from .train import train
@@ -18,7 +19,7 @@ def srnn():
     """Stochastic Recurrent Neural Networks (Fraccaro et al. 2016) for polyphonic music, in Pyro."""
 
 
-for command in (prep, info, train, evaluate, sample, sweep, bench):
+for command in (prep, info, train, evaluate, sample, render, sweep, bench):
     srnn.add_command(command)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import UserError, friendly_errors, out, progress_bar
+from .common import UserError, friendly_errors, out, progress_bar, sampling_options
 
 
 @click.command()
@@ -19,27 +19,34 @@ from .common import UserError, friendly_errors, out, progress_bar
 @click.option("--prime-steps", type=click.IntRange(min=1), default=32, show_default=True,
               help="Frames of --prime to use.")
 @click.option("--png", type=click.Path(), help="Also draw the piano roll(s) to this PNG file.")
+@click.option("--wav", type=click.Path(), help="Also render the piece(s) to this WAV file (with --n K: out-1.wav ...), "
+              "piano, 44.1 kHz (see srnn render).")
+@sampling_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @friendly_errors
-def sample(output, run_dir, checkpoint, steps, count, prime, prime_steps, png, seed, device, force):
+def sample(output, run_dir, checkpoint, steps, count, prime, prime_steps, png, wav, temperature, z_scale, burn_in, seed,
+           device, force):
     """Sample new music from a trained SRNN and write it as MIDI (and optionally a PNG piano roll)."""
 
     from data_prep.files import check_output, staged
     from data_prep.midi import grid_from_attrs, read_midi_roll, roll_to_midi
     from pyro_srnn.runs import resolve_checkpoint
-    from pyro_srnn.sample import sample_batches
+    from pyro_srnn.sample import Controls, sample_batches
     from pyro_srnn.train import load_checkpoint, model_from_checkpoint, resolve_device
 
     if run_dir and checkpoint:
         raise UserError("give --run or --checkpoint, not both")
-    output = Path(output)
-    targets = [output] if count == 1 else [output.with_name(f"{output.stem}-{i + 1}{output.suffix}")
-                                           for i in range(count)]
-    outputs = targets + ([Path(png)] if png else [])
+    targets = numbered(Path(output), count)
+    sounds = numbered(Path(wav), count) if wav else []
+    outputs = targets + sounds + ([Path(png)] if png else [])
     if len(set(outputs)) < len(outputs):
-        raise UserError(f"{png}: --png names one of the MIDI outputs")
+        raise UserError("-o, --wav and --png must name different files")
+    if sounds:
+        from data_prep.audio import render_midi, soundfont_path, write_wav
+
+        soundfont_path()  # a missing soundfont is found before sampling, not after
     for path in outputs:
         check_output(path, force)
     ckpt_path = resolve_checkpoint(checkpoint or run_dir)
@@ -52,9 +59,12 @@ def sample(output, run_dir, checkpoint, steps, count, prime, prime_steps, png, s
     with staged(outputs, force) as temporaries, progress_bar("pieces") as progress:
         task = progress.add_task("sampling", total=count)
         written = 0
-        for rolls in sample_batches(srnn, steps, count, primer, seed):
+        controls = Controls(temperature, z_scale, burn_in)
+        for rolls in sample_batches(srnn, steps, count, primer, seed, controls=controls):
             for roll in rolls:
                 roll_to_midi(roll, temporaries[written], grid, bpm=ckpt.get("tempo_bpm") or 120.0)
+                if sounds:
+                    write_wav(render_midi(temporaries[written]), temporaries[count + written])
                 written += 1
             drawn.extend(rolls[:MAX_DRAWN - len(drawn)])
             progress.advance(task, len(rolls))
@@ -63,14 +73,20 @@ def sample(output, run_dir, checkpoint, steps, count, prime, prime_steps, png, s
             from pyro_srnn.plot import draw_rolls
 
             draw_rolls(drawn, temporaries[-1], grid, primed=0 if primer is None else len(primer))
-    for path in targets[:3]:
-        out.print(f"wrote {path}")
-    if count > 3:
-        out.print(f"... and {count - 3} more, to {targets[-1]}")
+    for paths in (targets, sounds):
+        for path in paths[:3]:
+            out.print(f"wrote {path}")
+        if len(paths) > 3:
+            out.print(f"... and {len(paths) - 3} more, to {paths[-1]}")
     if png:
         out.print(f"wrote {png}" + (f" (the first {MAX_DRAWN} of {count} pieces)" if count > MAX_DRAWN else ""))
     out.print(f"{count} x {steps} frames from {ckpt_path} ({grid.name} frames) in {seconds:.2f} s, "
               f"{count * steps / seconds:.0f} frames/s")
+
+
+def numbered(path: Path, count: int) -> list:
+    """``path`` for one piece; path-1, path-2, ... (before the suffix) for several."""
+    return [path] if count == 1 else [path.with_name(f"{path.stem}-{i + 1}{path.suffix}") for i in range(count)]
 
 
 MAX_DRAWN = 16  # pieces drawn in a --png picture; a taller figure is unreadable and slow to draw

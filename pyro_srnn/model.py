@@ -241,13 +241,23 @@ class SRNN(nn.Module):
                     z_prev = pyro.sample(f"z_{t + 1}", self.normal(mu_q, lv_q))
         return paths.d[:, -1], z_prev
 
-    def generate(self, u: torch.Tensor, d: torch.Tensor, z: torch.Tensor):
+    def generate(self, u: torch.Tensor, d: torch.Tensor, z: torch.Tensor, temperature: float = 1.0,
+                 z_scale: float = 1.0):
         """One step of the generative model from u_t, d_{t-1} and z_{t-1}: d_t (M2), z_t ~ p(z_t | z_{t-1}, d_t)
-        (M3), x_t ~ p(x_t | z_t, d_t) (M4). Returns (d_t, z_t, x_t); x_t is the next step's u."""
+        (M3), x_t ~ p(x_t | z_t, d_t) (M4). Returns (d_t, z_t, x_t); x_t is the next step's u.
+
+        Away from ancestral sampling (the defaults): ``temperature`` divides the emission's logits (below 1:
+        fewer, surer notes), ``z_scale`` multiplies the prior's standard deviation."""
         d = self.gru_d(self.embed(u).unsqueeze(1), d.unsqueeze(0))[1][0]
         mean, logvar = self.prior.step(d, z)
-        z = self.normal(mean, logvar).sample()
-        x = torch.bernoulli(torch.sigmoid(self.emission(d, z)))
+        prior = self.normal(mean, logvar)
+        if z_scale == 0.0:
+            z = mean
+        else:
+            if z_scale != 1.0:
+                prior = dist.Normal(mean, prior.base_dist.scale * z_scale).to_event(1)
+            z = prior.sample()
+        x = torch.bernoulli(torch.sigmoid(self.emission(d, z) / temperature))
         return d, z, x
 
 

@@ -153,7 +153,8 @@ def check_data(fingerprint: dict | None, data, where, same_data: bool = True):
         return
     current = data.fingerprint()
     current["frame_unit"] = current["grid"]["unit"]
-    fingerprint = {**fingerprint, "frame_unit": (fingerprint.get("grid") or {}).get("unit")}
+    grid = {"rule": "sample", **(fingerprint.get("grid") or {})}  # runs from before frame rules: the sample rule
+    fingerprint = {**fingerprint, "grid": grid, "frame_unit": grid.get("unit")}
     keys = ("lowest_key", "n_keys", "frame_unit")
     if same_data:
         keys += ("dataset", "variant", "grid", "sequences", "sha256")

@@ -1,6 +1,9 @@
 """Ancestral sampling from a trained SRNN: u_1 = 0 (or the primer's last frame), d_t from the GRU, z_t from
-the prior given z_{t-1} and d_t, x_t from the Bernoulli emission, u_{t+1} = x_t."""
+the prior given z_{t-1} and d_t, x_t from the Bernoulli emission, u_{t+1} = x_t; and the controls that depart
+from it on purpose."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -10,26 +13,40 @@ from .model import SRNN
 from .numerics import denormals_flushed
 
 
-def sample_rolls(srnn: SRNN, steps: int, n: int = 1, prime: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+@dataclass(frozen=True)
+class Controls:
+    """Departures from ancestral sampling; the defaults are none."""
+
+    temperature: float = 1.0  # the emission's logits are divided by it
+    z_scale: float = 1.0  # the prior's standard deviation is multiplied by it
+    burn_in: int = 0  # frames generated from the zero state and dropped before the piece starts
+
+    def __post_init__(self):
+        if not (self.temperature > 0 and self.z_scale >= 0 and self.burn_in >= 0):
+            raise ValueError(f"invalid sampling controls {self}")
+
+
+def sample_rolls(srnn: SRNN, steps: int, n: int = 1, prime: np.ndarray | None = None, seed: int = 0,
+                 controls: Controls = Controls()) -> np.ndarray:
     """``n`` piano rolls (n, len(prime) + steps, 88) as uint8. With a primer, its frames come first: they are
     run through the model (d from the GRU, z from the guide) and sampling continues from the last state."""
-    return np.concatenate(list(sample_batches(srnn, steps, n, prime, seed)))
+    return np.concatenate(list(sample_batches(srnn, steps, n, prime, seed, controls=controls)))
 
 
 BATCH = 64  # pieces sampled at once: memory stays bounded however many pieces are asked for
 
 
 def sample_batches(srnn: SRNN, steps: int, n: int = 1, prime: np.ndarray | None = None, seed: int = 0,
-                   batch: int = BATCH):
+                   batch: int = BATCH, controls: Controls = Controls()):
     """:func:`sample_rolls` in batches of at most ``batch`` pieces, one random stream seeded once."""
     torch.manual_seed(seed)
     for start in range(0, n, batch):
-        yield _sample(srnn, steps, min(batch, n - start), prime)
+        yield _sample(srnn, steps, min(batch, n - start), prime, controls)
 
 
 @torch.no_grad()
 @denormals_flushed()
-def _sample(srnn: SRNN, steps: int, n: int, prime: np.ndarray | None) -> np.ndarray:
+def _sample(srnn: SRNN, steps: int, n: int, prime: np.ndarray | None, controls: Controls) -> np.ndarray:
     srnn.eval()
     c = srnn.config
     device = next(srnn.parameters()).device
@@ -42,7 +59,10 @@ def _sample(srnn: SRNN, steps: int, n: int, prime: np.ndarray | None) -> np.ndar
         d, z = srnn.guide(to_batch(x, u_prime, mask, d_dim=c.d, z_dim=c.z, device=device))
         u = torch.as_tensor(x[:, -1], device=device)
         frames.append(torch.as_tensor(x, device=device))
+    else:
+        for _ in range(controls.burn_in):
+            d, z, u = srnn.generate(u, d, z, controls.temperature, controls.z_scale)
     for _ in range(steps):
-        d, z, u = srnn.generate(u, d, z)
+        d, z, u = srnn.generate(u, d, z, controls.temperature, controls.z_scale)
         frames.append(u.unsqueeze(1))
     return torch.cat(frames, dim=1).to(torch.uint8).cpu().numpy()

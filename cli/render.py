@@ -1,0 +1,29 @@
+"""`srnn render`: a MIDI file as a WAV you can listen to."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import friendly_errors, out
+
+
+@click.command()
+@click.argument("midi_file", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="WAV file to write (44.1 kHz, 16-bit stereo).")
+@click.option("--program", type=click.IntRange(0, 127), default=0, show_default=True,
+              help="General MIDI program every melodic channel plays (0: acoustic grand piano).")
+@click.option("--file-programs", is_flag=True, help="Play the file's own programs instead of --program.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@friendly_errors
+def render(midi_file, output, program, file_programs, force):
+    """Render MIDI_FILE to a WAV with the General MIDI soundfont TimGM6mb, offline."""
+    from data_prep.audio import SAMPLE_RATE, render_midi, write_wav
+    from data_prep.files import staged
+
+    if not Path(midi_file).is_file():
+        raise click.ClickException(f"{midi_file}: no such MIDI file")
+    with staged([output], force) as (tmp,):
+        audio = render_midi(midi_file, None if file_programs else program)
+        write_wav(audio, tmp)
+    out.print(f"wrote {output} ({len(audio) / SAMPLE_RATE:.1f} s)")
