@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from pyro_srnn.config import SRNNConfig
+from pyro_srnn.config import SAMPLING_BURN_IN, SRNNConfig
 
 DEFAULT = SRNNConfig()  # the paper's hyperparameters: the one source of every default below
 
@@ -116,8 +116,9 @@ def sampling_options(fn):
                      help="Divide the emission's logits by T (below 1: fewer, surer notes)."),
         click.option("--z-scale", type=click.FloatRange(min=0), default=1.0, show_default=True,
                      help="Multiply the prior's standard deviation of z_t by S (0: its mean)."),
-        click.option("--burn-in", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="Generate N frames from the zero state and drop them before the piece starts."),
+        click.option("--burn-in", type=click.IntRange(min=0), default=SAMPLING_BURN_IN, show_default=True,
+                     help="Generate N frames from the zero state and drop them before the piece starts (from the "
+                          "zero state alone the model opens with a burst of notes; 0: sample as defined)."),
     ]
     for option in reversed(options):
         fn = option(fn)

@@ -33,8 +33,8 @@ def soundfont_path() -> Path:
     return path
 
 
-def render_midi(path, program: int | None = 0) -> np.ndarray:
-    """A MIDI file as stereo float32 samples (n, 2) at 44.1 kHz, normalised to a -1 dBFS peak (silence stays
+def render_midi(path, program: int | None = 0, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A MIDI file as stereo float32 samples (n, 2) at ``sample_rate`` (44.1 kHz), normalised to a -1 dBFS peak (silence stays
     silent). Every melodic channel plays General MIDI ``program`` (0: acoustic grand piano), or the file's
     own programs with ``program`` None; channel 10 plays drums."""
     try:
@@ -46,7 +46,7 @@ def render_midi(path, program: int | None = 0) -> np.ndarray:
         midi = mido.MidiFile(str(path), clip=True)
     except Exception as exc:
         raise AudioError(f"{path}: not a readable MIDI file ({exc.__class__.__name__}: {exc})") from None
-    synth = tinysoundfont.Synth(samplerate=SAMPLE_RATE)
+    synth = tinysoundfont.Synth(samplerate=sample_rate)
     font = synth.sfload(str(soundfont_path()))
     for channel in range(16):
         drums = channel == PERCUSSION_CHANNEL
@@ -55,7 +55,7 @@ def render_midi(path, program: int | None = 0) -> np.ndarray:
 
     def advance_to(seconds):
         nonlocal rendered
-        target = int(round(seconds * SAMPLE_RATE))
+        target = int(round(seconds * sample_rate))
         if target > rendered:
             chunks.append(np.frombuffer(synth.generate(target - rendered), dtype=np.float32).copy())
             rendered = target
@@ -75,11 +75,13 @@ def render_midi(path, program: int | None = 0) -> np.ndarray:
     return audio * (PEAK / peak) if peak > 1e-6 else np.zeros_like(audio)
 
 
-def write_wav(audio: np.ndarray, path):
-    """Stereo float samples in [-1, 1] as a 16-bit PCM WAV."""
+def write_wav(audio: np.ndarray, path, sample_rate: int = SAMPLE_RATE, mono: bool = False):
+    """Stereo float samples in [-1, 1] as a 16-bit PCM WAV (``mono``: the two channels averaged)."""
+    if mono:
+        audio = audio.mean(1, keepdims=True)
     pcm = (np.clip(audio, -1, 1) * 32767).round().astype("<i2")
     with wave.open(str(path), "wb") as f:
-        f.setnchannels(2)
+        f.setnchannels(audio.shape[1])
         f.setsampwidth(2)
-        f.setframerate(SAMPLE_RATE)
+        f.setframerate(sample_rate)
         f.writeframes(pcm.tobytes())

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def draw_rolls(rolls, path, grid, primed: int = 0):
-    """Keys against time for each roll, one panel each; the primed opening is shaded."""
+def draw_rolls(rolls, path, grid, primed: int = 0, titles=None):
+    """Keys against time for each roll, one panel each (titled ``titles``, else 'sample i'); the primed opening
+    is shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,7 +21,7 @@ def draw_rolls(rolls, path, grid, primed: int = 0):
             ax.axvspan(0, primed, color="tab:blue", alpha=0.15, label="primer")
             ax.legend(loc="upper right")
         ax.set_ylabel("MIDI key")
-        ax.set_title(f"sample {i + 1}", fontsize=9)
+        ax.set_title(titles[i] if titles else f"sample {i + 1}", fontsize=9)
     axes[-1, 0].set_xlabel(f"frame ({grid.name})")
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=100)

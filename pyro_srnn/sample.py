@@ -9,17 +9,19 @@ import numpy as np
 import torch
 
 from .batching import padded, to_batch
+from .config import SAMPLING_BURN_IN
 from .model import SRNN
 from .numerics import denormals_flushed
 
 
 @dataclass(frozen=True)
 class Controls:
-    """Departures from ancestral sampling; the defaults are none."""
+    """Departures from ancestral sampling from the zero state. The defaults are none, except a burn-in
+    (see SAMPLING_BURN_IN); Controls(burn_in=0) samples the model exactly as it is defined."""
 
     temperature: float = 1.0  # the emission's logits are divided by it
     z_scale: float = 1.0  # the prior's standard deviation is multiplied by it
-    burn_in: int = 0  # frames generated from the zero state and dropped before the piece starts
+    burn_in: int = SAMPLING_BURN_IN  # frames generated from the zero state and dropped before the piece starts
 
     def __post_init__(self):
         if not (self.temperature > 0 and self.z_scale >= 0 and self.burn_in >= 0):

@@ -82,13 +82,22 @@ def test_the_controls_default_to_ancestral_sampling_and_move_the_statistics(tiny
     from pyro_srnn.sample import Controls, sample_rolls
     from pyro_srnn.train import load_checkpoint, model_from_checkpoint
 
+    import torch
+
     srnn = model_from_checkpoint(load_checkpoint(tiny_run / "best.pt"))
-    plain = sample_rolls(srnn, 40, 16, seed=2)
-    np.testing.assert_array_equal(sample_rolls(srnn, 40, 16, seed=2, controls=Controls()), plain)
-    cold = sample_rolls(srnn, 40, 16, seed=2, controls=Controls(temperature=0.3))
+    plain = sample_rolls(srnn, 40, 16, seed=2, controls=Controls(burn_in=0))
+    torch.manual_seed(2)  # the model as defined, by hand: zero state, then x_t fed back as u_{t+1}
+    with torch.no_grad():
+        u, d, z, frames = torch.zeros(16, 88), torch.zeros(16, srnn.config.d), torch.zeros(16, srnn.config.z), []
+        for _ in range(40):
+            d, z, u = srnn.generate(u, d, z)
+            frames.append(u)
+    np.testing.assert_array_equal(torch.stack(frames, 1).to(torch.uint8).numpy(), plain)
+    cold = sample_rolls(srnn, 40, 16, seed=2, controls=Controls(temperature=0.3, burn_in=0))
     assert cold.mean() < plain.mean()  # a tiny model sounds most keys at p < 1/2: cooling silences them
     burnt = sample_rolls(srnn, 40, 16, seed=2, controls=Controls(burn_in=5))
     assert burnt.shape == plain.shape and not np.array_equal(burnt, plain)
+    assert Controls().burn_in == 32  # the default drops the opening burst
     import torch
 
     u, d, z = torch.zeros(3, 88), torch.randn(3, srnn.config.d), torch.randn(3, srnn.config.z)
