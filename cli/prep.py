@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from data_prep.midi import MAX_FRAMES, RULES
+from data_prep.limits import MAX_FRAMES, RULES
 
 from .common import DATASETS, BarReporter, UserError, console, friendly_errors, numbers_table, out, progress_bar
 from .info import print_summary

@@ -24,14 +24,11 @@ from dataclasses import dataclass
 import mido
 import numpy as np
 
+from .limits import MAX_FRAMES, OVERLAP_SHARE, RULES
+
 LOWEST_KEY = 21
 N_KEYS = 88
 PERCUSSION_CHANNEL = 9  # General MIDI channel 10: its note numbers are drums, not pitches
-RULES = ("sample", "overlap")
-OVERLAP_SHARE = 0.5  # of a frame: a later frame a note covers less than this much is not held
-# A piece longer than this is refused rather than allocated: one corrupt note can last 268 million beats.
-# 100,000 frames is over three hours of eighth notes at 120 bpm, and 8.8 MB of roll.
-MAX_FRAMES = 100_000
 WRITE_TICKS_PER_BEAT = 480
 WRITE_TEMPO = 500_000  # microseconds per beat: 120 bpm, so a tick is 1/960 s and 0.3 s is 288 ticks
 
