@@ -54,13 +54,17 @@ def sample(output, run_dir, checkpoint, steps, count, prime, prime_steps, png, w
     grid = grid_from_attrs(**ckpt["grid"])
     primer = read_midi_roll(prime, grid, transpose=0)[:prime_steps] if prime else None
     srnn = model_from_checkpoint(ckpt, resolve_device(device))
-    started = time.perf_counter()
-    drawn = []
+    drawn, seconds = [], 0.0  # seconds spent sampling, not writing or rendering
     with staged(outputs, force) as temporaries, progress_bar("pieces") as progress:
         task = progress.add_task("sampling", total=count)
         written = 0
-        controls = Controls(temperature, z_scale, burn_in)
-        for rolls in sample_batches(srnn, steps, count, primer, seed, controls=controls):
+        batches = sample_batches(srnn, steps, count, primer, seed, controls=Controls(temperature, z_scale, burn_in))
+        while True:
+            started = time.perf_counter()
+            rolls = next(batches, None)
+            seconds += time.perf_counter() - started
+            if rolls is None:
+                break
             for roll in rolls:
                 roll_to_midi(roll, temporaries[written], grid, bpm=ckpt.get("tempo_bpm") or 120.0)
                 if sounds:
@@ -68,7 +72,6 @@ def sample(output, run_dir, checkpoint, steps, count, prime, prime_steps, png, w
                 written += 1
             drawn.extend(rolls[:MAX_DRAWN - len(drawn)])
             progress.advance(task, len(rolls))
-        seconds = time.perf_counter() - started
         if png:
             from pyro_srnn.plot import draw_rolls
 
