@@ -8,6 +8,7 @@ from .evaluate import evaluate
 from .info import info
 from .prep import prep
 from .render import render
+from .report import report
 from .sample import sample
 from .sweep import sweep
 from .train import train
@@ -19,7 +20,7 @@ def srnn():
     """Stochastic Recurrent Neural Networks (Fraccaro et al. 2016) for polyphonic music, in Pyro."""
 
 
-for command in (prep, info, train, evaluate, sample, render, sweep, bench):
+for command in (prep, info, train, evaluate, sample, render, report, sweep, bench):
     srnn.add_command(command)
 
 

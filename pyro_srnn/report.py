@@ -1,0 +1,228 @@
+"""One self-contained HTML page for a run (curves, evaluation, samples to see and hear, sample statistics) or
+for several runs side by side. Images and audio are embedded as data URIs, so the page opens from disk with
+no server and no network; the metrics it plots are embedded too, as JSON, so a reader can check them."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .runs import RunDir
+
+AUDIO_RATE = 16_000  # mono 16 kHz keeps an embedded clip near 30 KB per second
+
+STYLE = """
+body { font: 15px/1.5 system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
+       color: #222; background: #fff; }
+@media (prefers-color-scheme: dark) { body { color: #ddd; background: #1b1b1b; } img { background: #fff; } }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #8884; }
+table { border-collapse: collapse; margin: 0.5em 0; } td, th { padding: 0.2em 0.7em; text-align: right; }
+th { cursor: pointer; border-bottom: 1px solid #8886; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; } figure { margin: 1em 0; } figcaption { font-size: 0.9em; }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 1em; } audio { width: 100%; }
+code { font-size: 0.9em; }
+"""
+
+SORT_SCRIPT = """
+document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventListener('click', () => {
+  const body = th.closest('table').tBodies[0], rows = Array.from(body.rows);
+  const key = r => { const t = r.cells[i].textContent; const v = parseFloat(t); return isNaN(v) ? t : v; };
+  const up = th.dataset.up !== '1'; th.dataset.up = up ? '1' : '0';
+  rows.sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (up ? 1 : -1));
+  rows.forEach(r => body.appendChild(r));
+}));
+"""
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _table(columns, rows, sortable=False) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f'<table{" class=sortable" if sortable else ""}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def curves(metrics: list) -> str:
+    """The training curves as one embedded PNG: ELBO and its parts, validation ELBO, KL temperature and
+    learning rate, gradient norm, frames per second; every axis labelled with its unit."""
+    plt = _pyplot()
+    epochs = [m["epoch"] for m in metrics]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5))
+    ax = axes[0, 0]
+    ax.plot(epochs, [m["train_elbo"] for m in metrics], label="train ELBO")
+    ax.plot(epochs, [m["train_reconstruction"] for m in metrics], label="train reconstruction", ls="--")
+    valid = [(m["epoch"], m["valid_elbo"]) for m in metrics if "valid_elbo" in m]
+    if valid:
+        ax.plot(*zip(*valid), "o-", label="validation ELBO")
+    ax.set(xlabel="epoch", ylabel="nats per frame", title="ELBO")
+    ax.legend(fontsize=8)
+    ax = axes[0, 1]
+    ax.plot(epochs, [m["train_kl"] for m in metrics], color="tab:red")
+    ax.set(xlabel="epoch", ylabel="KL, nats per frame", title="KL term (train)")
+    ax = axes[1, 0]
+    ax.plot(epochs, [m["kl_temperature"] for m in metrics], label="KL temperature")
+    ax.set(xlabel="epoch", ylabel="KL temperature", title="schedules")
+    lr = ax.twinx()
+    lr.plot(epochs, [m["lr"] for m in metrics], color="tab:green", label="learning rate")
+    lr.set_ylabel("learning rate")
+    ax = axes[1, 1]
+    ax.plot(epochs, [m["grad_norm"] for m in metrics], color="tab:purple")
+    ax.set(xlabel="epoch", ylabel="mean gradient norm (before rescaling)", title="gradients and speed")
+    speed = ax.twinx()
+    speed.plot(epochs, [m["frames_per_second"] for m in metrics], color="tab:gray", ls=":")
+    speed.set_ylabel("frames per second (dotted)")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _roll_png(roll, title, grid) -> str:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 2.2))
+    ax.imshow(np.asarray(roll).T, aspect="auto", origin="lower", cmap="Greys", interpolation="nearest",
+              extent=(0, len(roll), 20.5, 108.5))
+    ax.set(xlabel=f"frame ({grid.name})", ylabel="MIDI key", title=title)
+    return _png(fig)
+
+
+def _audio(roll, grid, tempo) -> str:
+    from data_prep.audio import render_midi, write_wav
+    from data_prep.midi import roll_to_midi
+
+    with tempfile.TemporaryDirectory() as folder:
+        midi, wav = Path(folder) / "x.mid", Path(folder) / "x.wav"
+        roll_to_midi(roll, midi, grid, bpm=tempo or 120.0)
+        write_wav(render_midi(midi, sample_rate=AUDIO_RATE), wav, AUDIO_RATE, mono=True)
+        return "data:audio/wav;base64," + base64.b64encode(wav.read_bytes()).decode()
+
+
+def run_report(path, evaluate: bool = False, pieces: int = 3, steps: int = 48, seed: int = 0,
+               audio: bool = True) -> str:
+    """The page of one run directory."""
+    from data_prep.stats import compare, roll_statistics
+
+    from .api import load_run
+    from .evaluate import score_sequences
+
+    run_dir = RunDir(path)
+    metrics = run_dir.metrics()
+    run = load_run(run_dir.path)
+    record, grid = run.record, run.data.grid
+    parts = [f"<h1>SRNN run <code>{html.escape(str(run_dir.path))}</code></h1>",
+             f"<p>{html.escape(str(record.get('dataset')))} ({html.escape(str(grid.name))} frames, {grid.rule} rule), "
+             f"checkpoint <code>{run.checkpoint.name}</code>, {len(metrics)} epochs recorded.</p>"]
+    config = run.config.to_dict()
+    parts.append("<h2>Configuration</h2>" + _table(("field", "value"), [(k, str(v)) for k, v in config.items()]))
+    fingerprint = record.get("data_fingerprint") or {}
+    parts.append("<h2>Data</h2>" + _table(("", ""), [("file", record.get("data")),
+                                                     ("sequences", json.dumps(fingerprint.get("sequences"))),
+                                                     ("sha256 of the rolls", fingerprint.get("sha256"))]))
+    parts.append("<h2>Training</h2>" + (f'<img alt="training curves" src="{curves(metrics)}">' if metrics else
+                                        "<p>No epochs recorded yet.</p>"))
+    parts.append('<script type="application/json" id="metrics">' + json.dumps(metrics).replace("</", "<\\/")
+                 + "</script>")
+    test_json = run_dir.path / "test.json"
+    evaluation = json.loads(test_json.read_text()) if test_json.is_file() else None
+    if evaluation is None and evaluate:
+        scores = score_sequences(run.srnn, run.sequences("test"), iwae=0)
+        evaluation = {"elbo": scores.per_frame(), "sequences": len(scores.lengths)}
+    if evaluation:
+        rows = [("ELBO", evaluation["elbo"])] + ([(f"IWAE, K={evaluation['iwae']['k']}", evaluation["iwae"])]
+                                                 if "iwae" in evaluation else [])
+        parts.append("<h2>Test evaluation</h2>" + _table(
+            ("bound", "per sequence (paper)", "± s.e.", "total frames"),
+            [(name, _fmt(r["per_sequence"]), _fmt(r["per_sequence_stderr"]) if r["per_sequence_stderr"] is not None
+              else "n/a", _fmt(r["total_frames"])) for name, r in rows]))
+    else:
+        parts.append("<h2>Test evaluation</h2><p>Not computed: pass <code>--evaluate</code>.</p>")
+    samples = run.sample(steps=steps, n=pieces, seed=seed)
+    test = [s[:steps] for s in run.sequences("test") if len(s) >= steps][:pieces]
+    figures = []
+    for i in range(max(len(samples), len(test))):
+        cells = []
+        for roll, title in ((samples[i] if i < len(samples) else None, f"sample {i + 1}"),
+                            (test[i] if i < len(test) else None, f"test piece {i + 1}, first {steps} frames")):
+            if roll is None:
+                cells.append("<figure></figure>")
+                continue
+            player = f'<audio controls src="{_audio(roll, grid, record.get("tempo_bpm"))}"></audio>' if audio else ""
+            cells.append(f'<figure><img alt="{title}" src="{_roll_png(roll, title, grid)}">{player}'
+                         f"<figcaption>{title}</figcaption></figure>")
+        figures.append('<div class="pair">' + "".join(cells) + "</div>")
+    parts.append(f"<h2>Samples beside test pieces</h2><p>{pieces} samples of {steps} frames (seed {seed}, "
+                 "the default sampling of <code>srnn sample</code>), each beside a test opening of the same "
+                 "length.</p>" + "".join(figures))
+    music = run.sample(steps=400, n=32, seed=seed)
+    rows = compare(roll_statistics(run.sequences("test")), roll_statistics(music))
+    parts.append("<h2>Sample statistics against the test data</h2><p>32 samples of 400 frames; ratio = samples / "
+                 "data, OA = overlapping area of the two histograms (1: the same shape).</p>" + _table(
+                     ("statistic", "test data", "samples", "ratio", "OA"),
+                     [(name.replace("_", " "), f"{a:.3f}", f"{b:.3f}", f"{v:.2f}" if kind == "ratio" else "",
+                       f"{v:.2f}" if kind == "OA" else "") for name, a, b, kind, v in rows]))
+    return _page(f"SRNN run {run_dir.path.name}", "".join(parts))
+
+
+def runs_report(paths) -> str:
+    """Several runs side by side: validation curves overlaid and one sortable table."""
+    plt = _pyplot()
+    runs = [RunDir(p) for p in paths]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    rows, all_metrics = [], {}
+    for run in runs:
+        metrics = run.metrics()
+        all_metrics[str(run.path)] = metrics
+        valid = [(m["epoch"], m["valid_elbo"]) for m in metrics if "valid_elbo" in m]
+        if valid:
+            ax.plot(*zip(*valid), marker=".", label=run.path.name)
+        config = (run.record() or {}).get("config", {})
+        rows.append((run.path.name, *(config.get(k, "") for k in ("a", "d", "z", "seq_len", "elbo")), len(metrics),
+                     _fmt(max((v for _, v in valid), default=float("nan"))), _fmt(_test_elbo(run.path))))
+    ax.set(xlabel="epoch", ylabel="validation ELBO, nats per frame", title="validation ELBO of each run")
+    if len(runs) <= 20:
+        ax.legend(fontsize=7, ncol=2)
+    parts = [f"<h1>{len(runs)} SRNN runs</h1>", f'<img alt="validation curves" src="{_png(fig)}">',
+             "<h2>Runs (click a column to sort)</h2>",
+             _table(("run", "a", "d", "z", "seq_len", "elbo", "epochs", "best valid ELBO", "test ELBO"), rows,
+                    sortable=True),
+             '<script type="application/json" id="metrics">' + json.dumps(all_metrics).replace("</", "<\\/")
+             + "</script>", f"<script>{SORT_SCRIPT}</script>"]
+    return _page(f"{len(runs)} SRNN runs", "".join(parts))
+
+
+def _test_elbo(folder: Path):
+    """The test ELBO per frame (paper normalisation) a sweep (eval.json) or scripts/replicate.sh (test.json)
+    left in a run directory, or an empty cell."""
+    for name, read in (("eval.json", lambda r: r["test_elbo"]), ("test.json", lambda r: r["elbo"]["per_sequence"])):
+        if (folder / name).is_file():
+            return read(json.loads((folder / name).read_text()))
+    return ""
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<meta name=viewport content='width=device-width, initial-scale=1'><style>{STYLE}</style></head>"
+            f"<body>{body}</body></html>\n")
