@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # docs/samples: three samples of a run at a sampling setting, as MIDI, short WAVs (16 kHz mono, a few hundred
 # KB) and one picture beside three test pieces of the same length.
-# Usage: scripts/listen.sh RUN_DIR NAME [T] [BURN_IN]   (writes docs/samples/NAME-{1,2,3}.{mid,wav} and NAME.png)
+# Usage: [STEPS=40] scripts/listen.sh RUN_DIR NAME [T] [BURN_IN]   (writes docs/samples/NAME-{1,2,3}.{mid,wav} and NAME.png)
 set -euo pipefail
-run=$1 name=$2 t=${3:-1} burn=${4:-32}
+run=$1 name=$2 t=${3:-1} burn=${4:-32} steps=${STEPS:-40}
 SRNN=${SRNN:-.venv/bin/srnn}
 PYTHON=${PYTHON:-.venv/bin/python}
 out=docs/samples
-"$SRNN" sample --run "$run" -o "$out/$name.mid" --n 3 --steps 40 --seed 0 --temperature "$t" --burn-in "$burn" --force
+"$SRNN" sample --run "$run" -o "$out/$name.mid" --n 3 --steps "$steps" --seed 0 --temperature "$t" --burn-in "$burn" --force
 for i in 1 2 3; do
   "$SRNN" render "$out/$name-$i.mid" -o "$out/$name-$i.wav" --rate 16000 --mono --force
 done

@@ -5,7 +5,7 @@ from click.testing import CliRunner
 from cli.main import srnn
 from pyro_srnn.config import SRNNConfig
 
-COMMANDS = ["prep", "info", "train", "evaluate", "sample", "sweep", "bench"]
+COMMANDS = ["prep", "info", "train", "evaluate", "sample", "render", "report", "sweep", "bench"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
