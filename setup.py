@@ -21,6 +21,6 @@ setup(
     ],
     # The synthesiser, tinysoundfont, is installed by the Makefile with --no-deps: its one dependency, pyaudio,
     # is for live playback only and does not build without PortAudio.
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7"], "tensorboard": ["tensorboard>=2.10"]},
     entry_points={"console_scripts": ["srnn=cli.main:main"]},
 )

@@ -44,9 +44,11 @@ from .common import DATASETS, DEFAULT, UserError, console, friendly_errors, numb
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data-parallel processes on this machine, launched by PyTorch's elastic launcher "
                    "(gloo on CPU, nccl on GPUs); the streams of a batch are split between them.")
+@click.option("--tensorboard", is_flag=True, help="Also write every epoch's metrics as TensorBoard event files "
+              "into RUN_DIR/tensorboard/ (needs: pip install pyro-srnn[tensorboard]).")
 @click.pass_context
 @friendly_errors
-def train(ctx, dataset, data_file, device, run_dir, resume, nproc, **options):
+def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, **options):
     """Train an SRNN with the paper's recipe; live progress, metrics.jsonl, last.pt and best.pt."""
     import time
 
@@ -67,6 +69,12 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, **options):
     data_file = data_file or os.path.join("data", f"{dataset}.h5")
     if not Path(data_file).exists():
         raise UserError(f"{data_file}: no such data file; prepare it with `{prep_command(saved, dataset)}`")
+    if tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UserError("--tensorboard needs the tensorboard package: pip install pyro-srnn[tensorboard] "
+                            "(or pip install tensorboard)") from None
     if nproc > 1 and config.batch_size % nproc:
         raise UserError(f"--nproc {nproc}: the {config.batch_size} streams of a batch (--batch-size) cannot be "
                         f"split evenly over {nproc} processes")
@@ -106,6 +114,11 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, **options):
         progress.advance(state["valid"], frames)
 
     def epoch_end(m):
+        if writer is not None:  # the same numbers as metrics.jsonl, under their own names
+            for key, value in m.items():
+                if key != "epoch":
+                    writer.add_scalar(key, value, m["epoch"])
+            writer.flush()
         valid = f"  valid {m['valid_elbo']:.3f}" if "valid_elbo" in m else ""
         progress.console.print(f"epoch {m['epoch']:3d}  ELBO {m['train_elbo']:.4f}  KL {m['train_kl']:.4f}"
                                f"  lr {m['lr']:.2e}  {m['frames_per_second']:.0f} frames/s{valid}")
@@ -113,6 +126,7 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, **options):
     trainer = Trainer(config, data, run_dir, device,
                       Hooks(epoch_start, step, epoch_end, validation_start, validation_step))
     trainer.start(resume=resume)
+    writer = SummaryWriter(str(trainer.run.path / "tensorboard")) if tensorboard else None
     console.print(f"run [bold]{run_dir}[/bold]: {data.dataset} ({data.path}), d={config.d} a={config.a} "
                   f"z={config.z}, {config.epochs} epochs, {config.elbo} ELBO, device {trainer.device}"
                   + (f", resumed after epoch {trainer.epoch}" if trainer.epoch else ""))

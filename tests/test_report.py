@@ -72,3 +72,16 @@ def test_the_page_loads_in_a_real_browser_without_errors_and_its_images_decode(r
     assert 'data-images="decoded"' in result.stdout, result.stderr[-2000:]
     console = [line for line in result.stderr.splitlines() if "CONSOLE" in line and "Uncaught" in line]
     assert console == []
+
+
+def test_tensorboard_without_the_package_is_one_clear_line(bach_file, tmp_path):
+    pytest.importorskip("torch")
+    try:
+        import tensorboard  # noqa: F401
+        pytest.skip("tensorboard is installed here; the message is for machines without it")
+    except ImportError:
+        pass
+    result = CliRunner().invoke(srnn_cli, ["train", "--data", str(bach_file), "--run-dir", str(tmp_path / "run"),
+                                           "--epochs", "1", "--tensorboard"])
+    assert result.exit_code == 1 and "pip install pyro-srnn[tensorboard]" in result.output
+    assert not (tmp_path / "run").exists()
