@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import SRNNError
 from .runs import RunDir
 
 AUDIO_RATE = 16_000  # mono 16 kHz keeps an embedded clip near 30 KB per second
@@ -131,6 +132,11 @@ def run_report(path, evaluate: bool = False, pieces: int = 3, steps: int = 48, s
     run_dir = RunDir(path)
     metrics = run_dir.metrics()
     run = load_run(run_dir.path)
+    if run.data is None:
+        where = run.record.get("data")
+        raise SRNNError(f"{run_dir.path}: " + (f"its data file {where} is missing" if where else
+                                               "it does not name the data it was trained on")
+                        + "; the report needs it for the test pieces and statistics (srnn prep makes it again)")
     record, grid = run.record, run.data.grid
     parts = [f"<h1>SRNN run <code>{html.escape(str(run_dir.path))}</code></h1>",
              f"<p>{html.escape(str(record.get('dataset')))} ({html.escape(str(grid.name))} frames, {grid.rule} rule), "
