@@ -32,6 +32,9 @@ from .common import DATASETS, DEFAULT, UserError, console, friendly_errors, numb
 @click.option("--schedule", type=click.Choice(["scaled", "fixed"]), default=DEFAULT.schedule, show_default=True,
               help="KL warm-up and constant learning rate: 20 epochs each as the paper (fixed), or their 40% "
                    "share of --epochs when that is under 50 (scaled).")
+@click.option("--patience", type=click.IntRange(min=0), default=DEFAULT.patience, show_default=True,
+              help="Stop after P validations in a row without a new best validation ELBO (0: off); best.pt keeps "
+                   "the best model.")
 @click.option("--filtering", is_flag=True, help="Ablation: a_t from an MLP of [d_t, e(x_t)], no backward GRU.")
 @click.option("--residual/--no-residual", default=DEFAULT.residual, show_default=True,
               help="--no-residual: ablation, the posterior mean is not added to the prior mean.")

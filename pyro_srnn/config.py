@@ -42,6 +42,7 @@ class SRNNConfig:
     kl_anneal_epochs: float = 20.0
     schedule: str = "scaled"  # "scaled": runs shorter than 50 epochs keep the proportions; "fixed": as written
     valid_every: int = 2  # epochs between validation ELBOs
+    patience: int = 0  # stop after this many validations without a new best (0: train every epoch)
     elbo: str = "trace"  # "trace": Trace_ELBO; "analytic": TraceMeanField_ELBO (the paper's analytic KL)
     augment_transpose: int = 0  # semitones of random transposition of training chunks (0: off)
     seed: int = 0
@@ -52,6 +53,8 @@ class SRNNConfig:
                                                        "epochs", "valid_every") if getattr(self, k) < 1]
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             problems.append(f"lr must be a positive number, not {self.lr!r}")
+        if self.patience < 0:
+            problems.append("patience must be 0 (off) or positive")
         if not 0 <= self.augment_transpose <= MAX_TRANSPOSE:
             problems.append(f"augment_transpose must be 0..{MAX_TRANSPOSE} semitones, not {self.augment_transpose}")
         if self.elbo not in ("trace", "analytic"):

@@ -105,7 +105,8 @@ class RunDir:
 
     def is_finished(self, epochs: int) -> bool:
         rows = self.metrics()
-        return self.last.exists() and bool(rows) and rows[-1].get("epoch", 0) >= epochs
+        return self.last.exists() and bool(rows) and (rows[-1].get("epoch", 0) >= epochs
+                                                      or rows[-1].get("stopped_early", False))
 
     def remove_stale_temporaries(self):
         remove_stale_temporaries(self.config_path, self.metrics_path, self.last, self.best)

@@ -181,6 +181,7 @@ class Trainer:
         self.valid = data.split("valid").sequences()
         self.batches_per_epoch = n_chunks(self.streams.shape[1], config.seq_len)
         self.epoch, self.step_count, self.best_valid = 0, 0, -math.inf
+        self.stale_validations = 0  # validations since the best one, for early stopping
 
     # -- run directory
 
@@ -218,6 +219,7 @@ class Trainer:
             self.srnn.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.epoch, self.step_count, self.best_valid = ckpt["epoch"], ckpt["step"], ckpt["best_valid"]
+            self.stale_validations = ckpt.get("stale_validations", 0)
             _set_rng_state(ckpt["rng"][self.rank], self.np_rng)
             if rank_zero:
                 if not run.config_path.is_file():
@@ -264,7 +266,8 @@ class Trainer:
             return
         atomic_save({**self.record(), "format": CHECKPOINT_FORMAT, "model": self.srnn.state_dict(),
                      "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "step": self.step_count,
-                     "best_valid": self.best_valid, "rng": rng_states}, path)
+                     "best_valid": self.best_valid, "stale_validations": self.stale_validations,
+                     "rng": rng_states}, path)
 
     # -- training
 
@@ -279,7 +282,7 @@ class Trainer:
 
     def _fit(self) -> list:
         history = []
-        while self.epoch < self.config.epochs:
+        while self.epoch < self.config.epochs and not self.stopped_early:
             metrics = self.train_epoch()
             self.epoch += 1
             metrics["epoch"] = self.epoch
@@ -287,8 +290,12 @@ class Trainer:
                 metrics["valid_elbo"] = distributed.broadcast_object(self.validate() if self.rank == 0 else None,
                                                                      self.world)
                 if metrics["valid_elbo"] > self.best_valid:
-                    self.best_valid = metrics["valid_elbo"]
+                    self.best_valid, self.stale_validations = metrics["valid_elbo"], 0
                     self._checkpoint(self.run.best)
+                else:
+                    self.stale_validations += 1
+                if self.stopped_early:  # best.pt keeps the best model
+                    metrics["stopped_early"] = True
             if self.rank == 0:
                 self.run.append_metrics(metrics)
             self._checkpoint(self.run.last)
@@ -296,6 +303,11 @@ class Trainer:
             if self.hooks.epoch_end:
                 self.hooks.epoch_end(metrics)
         return history
+
+    @property
+    def stopped_early(self) -> bool:
+        """``patience`` validations in a row did not beat the best one."""
+        return bool(self.config.patience) and self.stale_validations >= self.config.patience
 
     def epoch_streams(self) -> np.ndarray:
         """The training streams of this epoch, each transposed by its own random shift when augmenting."""

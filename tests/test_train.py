@@ -271,3 +271,24 @@ def test_the_guide_returns_its_last_d_and_sampled_z_for_the_next_chunk():
     assert torch.equal(z_last, trace.nodes[f"z_{batch.steps}"]["value"])
     assert not torch.equal(z_last, batch.z0)
     torch.testing.assert_close(d_last, srnn.forward_path(batch.u, batch.d0)[:, -1])
+
+
+def test_early_stopping_after_patience_validations_without_a_new_best(bach_file, tmp_path):
+    from pyro_srnn.runs import RunDir
+
+    scores = iter([-5.0, -4.0, -4.5, -4.2, -3.0])  # best at epoch 2, then two worse ones
+
+    def make(run_dir):
+        trainer = Trainer(tiny_config(epochs=5, patience=2), PianoRollFile(bach_file), run_dir)
+        trainer.validate = lambda: next(scores)
+        return trainer
+
+    trainer = make(tmp_path / "run")
+    trainer.start()
+    metrics = trainer.fit()
+    assert [m["epoch"] for m in metrics] == [1, 2, 3, 4] and metrics[-1]["stopped_early"]
+    assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["epoch"] == 2
+    assert RunDir(tmp_path / "run").is_finished(5)
+    again = make(tmp_path / "run")
+    again.start(resume=True)
+    assert again.fit() == []  # a resumed run that stopped early stays stopped
