@@ -85,18 +85,15 @@ def curves(metrics: list) -> str:
     ax = axes[0, 1]
     ax.plot(epochs, [m["train_kl"] for m in metrics], color="tab:red")
     ax.set(xlabel="epoch", ylabel="KL, nats per frame", title="KL term (train)")
-    ax = axes[1, 0]
-    ax.plot(epochs, [m["kl_temperature"] for m in metrics], label="KL temperature")
-    ax.set(xlabel="epoch", ylabel="KL temperature", title="schedules")
-    lr = ax.twinx()
-    lr.plot(epochs, [m["lr"] for m in metrics], color="tab:green", label="learning rate")
-    lr.set_ylabel("learning rate")
-    ax = axes[1, 1]
-    ax.plot(epochs, [m["grad_norm"] for m in metrics], color="tab:purple")
-    ax.set(xlabel="epoch", ylabel="mean gradient norm (before rescaling)", title="gradients and speed")
-    speed = ax.twinx()
-    speed.plot(epochs, [m["frames_per_second"] for m in metrics], color="tab:gray", ls=":")
-    speed.set_ylabel("frames per second (dotted)")
+    for ax, (left, left_label, title), (right, right_label) in (
+            (axes[1, 0], ("kl_temperature", "KL temperature", "schedules"), ("lr", "learning rate (dotted)")),
+            (axes[1, 1], ("grad_norm", "mean gradient norm (before rescaling)", "gradients and speed"),
+             ("frames_per_second", "frames per second (dotted)"))):
+        ax.plot(epochs, [m[left] for m in metrics])
+        ax.set(xlabel="epoch", ylabel=left_label, title=title)
+        twin = ax.twinx()  # a second scale on the right
+        twin.plot(epochs, [m[right] for m in metrics], color="tab:gray", ls=":")
+        twin.set_ylabel(right_label)
     fig.tight_layout()
     return _png(fig)
 
