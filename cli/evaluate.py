@@ -41,22 +41,17 @@ def evaluate(target, split, iwae, samples, kl_form, data_file, midi, device, see
 
     import torch
 
-    from data_prep.h5 import PianoRollFile
+    from pyro_srnn.api import load_run
     from pyro_srnn.evaluate import score_sequences
-    from pyro_srnn.runs import RunDir, check_data, record_of_checkpoint, resolve_checkpoint
-    from pyro_srnn.train import load_checkpoint, model_from_checkpoint, resolve_device
 
-    checkpoint = resolve_checkpoint(target)
-    ckpt = load_checkpoint(checkpoint)
-    record = record_of_checkpoint(ckpt)
-    if record["data"] is None and RunDir(checkpoint.parent).config_path.is_file():  # checkpoints before records
-        record = RunDir(checkpoint.parent).record()
-    if data_file is None and record.get("data") is None:
-        raise UserError(f"{checkpoint}: it does not name the data it was trained on; pass --data FILE")
-    data = PianoRollFile(data_file or record["data"])
-    check_data(record.get("data_fingerprint"), data, checkpoint, same_data=data_file is None)
-    dev = resolve_device(device)
-    srnn = model_from_checkpoint(ckpt, dev)
+    run = load_run(target, device, data_file)  # the data checked against the run's fingerprint
+    checkpoint, srnn, data = run.checkpoint, run.srnn, run.data
+    dev = next(srnn.parameters()).device
+    if data is None:
+        where = run.record.get("data")
+        raise UserError(f"{checkpoint}: " + (f"its data file {where} is missing; prepare it again or pass --data "
+                                             "FILE" if where else "it does not name the data it was trained on; "
+                                             "pass --data FILE"))
     if midi:
         from data_prep.prep import read_pieces, reading_of
 

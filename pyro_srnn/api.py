@@ -58,8 +58,9 @@ class Run:
         return self.data
 
 
-def load_run(path, device: str = "cpu", data=None) -> Run:
-    """A run directory (its best.pt, else last.pt) or a checkpoint file, with the data it was trained on
+def load_run(path=None, device: str = "cpu", data=None) -> Run:
+    """A run directory (its best.pt, else last.pt; the latest run under runs/ when None) or a checkpoint file,
+    with the data it was trained on
     (checked against the run's fingerprint) or ``data``, another prepared file with the same keys and frame
     unit. The model is in evaluation mode; checkpoints are read with ``weights_only=True``."""
     checkpoint = resolve_checkpoint(path)
@@ -69,7 +70,7 @@ def load_run(path, device: str = "cpu", data=None) -> Run:
         record = RunDir(checkpoint.parent).record()
     srnn = model_from_checkpoint(ckpt, resolve_device(device)).eval()
     source = data or record.get("data")
-    loaded = PianoRollFile(source) if source and Path(source).is_file() else None
+    loaded = PianoRollFile(source) if data or (source and Path(source).is_file()) else None  # --data must exist
     if loaded is not None:
         check_data(record.get("data_fingerprint"), loaded, checkpoint, same_data=data is None)
     return Run(srnn, srnn.config, loaded, checkpoint, record)
