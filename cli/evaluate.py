@@ -35,8 +35,9 @@ from .common import BarReporter, UserError, console, friendly_errors, numbers_ta
 @friendly_errors
 def evaluate(target, split, iwae, samples, kl_form, data_file, midi, device, seed, first_input, music, count, steps,
              temperature, z_scale, burn_in, active_units, as_json):
-    """ELBO (and IWAE bound) per frame of full sequences, for TARGET: a run directory or checkpoint
-    (default: the most recent run under runs/)."""
+    """ELBO (and IWAE bound) per frame of the full sequences of a split or of MIDI pieces (--midi), or sample
+    statistics against the data (--music), for TARGET: a run directory or checkpoint (default: the most
+    recent run under runs/)."""
     import time
 
     import torch

@@ -49,6 +49,7 @@ def sample(output, run_dir, checkpoint, steps, count, prime, prime_steps, png, w
         soundfont_path()  # a missing soundfont is found before sampling, not after
     for path in outputs:
         check_output(path, force)
+    controls = Controls(temperature, z_scale, burn_in)
     ckpt_path = resolve_checkpoint(checkpoint or run_dir)
     ckpt = load_checkpoint(ckpt_path)
     grid = grid_from_attrs(**ckpt["grid"])
@@ -58,7 +59,7 @@ def sample(output, run_dir, checkpoint, steps, count, prime, prime_steps, png, w
     with staged(outputs, force) as temporaries, progress_bar("pieces") as progress:
         task = progress.add_task("sampling", total=count)
         written = 0
-        batches = sample_batches(srnn, steps, count, primer, seed, controls=Controls(temperature, z_scale, burn_in))
+        batches = sample_batches(srnn, steps, count, primer, seed, controls=controls)
         while True:
             started = time.perf_counter()
             rolls = next(batches, None)

@@ -3,6 +3,7 @@ the prior given z_{t-1} and d_t, x_t from the Bernoulli emission, u_{t+1} = x_t;
 from it on purpose."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 
 from .batching import padded, to_batch
 from .config import SAMPLING_BURN_IN
+from .errors import SRNNError
 from .model import SRNN
 from .numerics import denormals_flushed
 
@@ -24,8 +26,10 @@ class Controls:
     burn_in: int = SAMPLING_BURN_IN  # frames generated from the zero state and dropped before the piece starts
 
     def __post_init__(self):
-        if not (self.temperature > 0 and self.z_scale >= 0 and self.burn_in >= 0):
-            raise ValueError(f"invalid sampling controls {self}")
+        if not (0 < self.temperature < math.inf and 0 <= self.z_scale < math.inf and self.burn_in >= 0):
+            raise SRNNError(f"sampling controls: the temperature must be a positive number, the z scale 0 or more "
+                            f"and the burn-in 0 or more frames (got {self.temperature}, {self.z_scale}, "
+                            f"{self.burn_in})")
 
 
 def sample_rolls(srnn: SRNN, steps: int, n: int = 1, prime: np.ndarray | None = None, seed: int = 0,

@@ -468,3 +468,10 @@ def test_13_resume_names_the_runs_own_dataset_and_needs_only_last_pt(trained, tm
         one_line_error(srnn("train", "--run-dir", copy, "--resume"), "srnn prep --dataset bach")
     finally:
         os.replace(moved, data)
+
+
+@pytest.mark.parametrize("option, value", [("--temperature", "nan"), ("--z-scale", "inf")])
+def test_11_sampling_controls_that_are_not_numbers_are_refused_before_writing(trained, tmp_path, option, value):
+    run, _ = trained
+    one_line_error(srnn("sample", "-o", tmp_path / "x.mid", "--run", run, option, value), "sampling controls")
+    assert list(tmp_path.iterdir()) == []
