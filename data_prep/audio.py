@@ -14,10 +14,11 @@ from pathlib import Path
 import mido
 import numpy as np
 
+from .midi import PERCUSSION_CHANNEL
+
 SAMPLE_RATE = 44_100
 RELEASE_SECONDS = 1.0  # kept after the last event, so the last notes' release rings out
 PEAK = 10 ** (-1 / 20)  # the loudest sample at -1 dBFS
-PERCUSSION_CHANNEL = 9
 
 
 class AudioError(ValueError):
@@ -34,8 +35,8 @@ def soundfont_path() -> Path:
 
 
 def render_midi(path, program: int | None = 0, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """A MIDI file as stereo float32 samples (n, 2) at ``sample_rate`` (44.1 kHz), normalised to a -1 dBFS peak (silence stays
-    silent). Every melodic channel plays General MIDI ``program`` (0: acoustic grand piano), or the file's
+    """A MIDI file as stereo float32 samples (n, 2) at ``sample_rate`` (44.1 kHz), normalised to a -1 dBFS
+    peak (silence stays silent). Every melodic channel plays General MIDI ``program`` (0: acoustic grand piano), or the file's
     own programs with ``program`` None; channel 10 plays drums."""
     try:
         import tinysoundfont

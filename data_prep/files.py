@@ -107,9 +107,7 @@ def staged(paths, force: bool = False):
         for tmp in temporaries:
             try:
                 os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            except OSError:
+            except OSError:  # renamed into place already, or never written
                 pass
 
 

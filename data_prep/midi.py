@@ -19,7 +19,7 @@ every grid and both rules.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import mido
 import numpy as np
@@ -49,22 +49,26 @@ class Grid:
     rule: str = "sample"
 
     def __post_init__(self):
-        if self.unit not in ("beat", "seconds") or not self.step > 0 or not self.phase >= 0 or self.rule not in RULES:
+        if self.unit not in ("beat", "seconds") or not self.step > 0 or not self.phase >= 0 \
+                or self.rule not in RULES:
             raise ValueError(f"invalid grid {self}")
 
 
 @dataclass
 class NoteCounts:
-    """What became of a collection's notes: read from the files, kept in the rolls, and skipped."""
+    """What became of a collection's notes (read from the files, kept in the rolls, skipped), and the tempo
+    each file starts at."""
 
     notes: int = 0  # inside the 88 keys, of the kept channels and programs
     kept: int = 0  # holding at least one frame of the roll
     drums: int = 0  # on the percussion channel, skipped
     other_programs: int = 0  # of instruments outside --programs, skipped
+    tempos: list = field(default_factory=list)  # the first tempo of every file read, beats per minute
 
     def add(self, other: "NoteCounts"):
         for key in ("notes", "kept", "drums", "other_programs"):
             setattr(self, key, getattr(self, key) + getattr(other, key))
+        self.tempos.extend(other.tempos)
 
     @property
     def lost_share(self) -> float:
@@ -101,7 +105,7 @@ def frame_grid(frame: str, rule: str = "sample") -> Grid:
         return Grid("seconds", seconds, 0.0, f"{seconds:g}s", rule)
     if frame not in FRAME_BEATS:
         raise ValueError(f"unknown frame {frame!r}; choose one of {', '.join(FRAME_BEATS)} or seconds such as 0.3s")
-    return Grid("beat", FRAME_BEATS[frame], BOULANGER_PHASE if rule == "sample" else 0.0, frame, rule)
+    return replace(beat_grid(frame, BOULANGER_PHASE if rule == "sample" else 0.0), rule=rule)
 
 
 def grid_from_attrs(unit: str, step: float, phase: float, name: str, rule: str = "sample") -> Grid:
@@ -119,7 +123,8 @@ def read_midi_notes(path, grid: Grid, name=None, drums: bool = False, programs=N
     Note-on with velocity 0 counts as note-off; repeated note-ons of one pitch are closed first in,
     first out; notes still open at the end of their track end there. The percussion channel is skipped
     unless ``drums``; with ``programs`` (a set of General MIDI programs 0-127) only notes of channels playing
-    one of them are kept. ``counts`` (a :class:`NoteCounts`) adds the notes skipped either way.
+    one of them are kept. ``counts`` (a :class:`NoteCounts`) adds the notes skipped either way, and the
+    file's first tempo.
     """
     is_file = hasattr(path, "read")
     path_name = name or (getattr(path, "name", "<MIDI data>") if is_file else str(path))
@@ -161,6 +166,8 @@ def read_midi_notes(path, grid: Grid, name=None, drums: bool = False, programs=N
         else:
             kept.append((pitch, start, end))
     tick_notes = kept
+    if tempos:
+        counts.tempos.append(float(mido.tempo2bpm(min(tempos, key=lambda t: t[0])[1])))
     if not tick_notes:
         raise MidiError(f"{path_name}: no notes" + (" (after skipping drums and other programs)"
                                                     if counts.drums or counts.other_programs else ""))
@@ -186,19 +193,6 @@ def _programs(changes):
         return programs[i] if i >= 0 else 0
 
     return program_of
-
-
-def file_tempo(path) -> float | None:
-    """The first tempo a MIDI file states, in beats per minute (None when it states none or is unreadable)."""
-    try:
-        mid = mido.MidiFile(file=path, clip=True) if hasattr(path, "read") else mido.MidiFile(str(path), clip=True)
-    except Exception:
-        return None
-    for track in mid.tracks:
-        for msg in track:
-            if msg.type == "set_tempo":
-                return float(mido.tempo2bpm(msg.tempo))
-    return None
 
 
 def _tick_to_seconds(tempos, tpb):
@@ -241,7 +235,7 @@ def notes_to_roll(notes, grid: Grid, transpose: int = 0, n_frames: int | None = 
     if counts is not None:
         counts.notes += inside
         counts.kept += len(spans)
-    roll = np.zeros((last if n_frames is None else n_frames, N_KEYS), dtype=np.uint8)
+    roll = np.zeros((length, N_KEYS), dtype=np.uint8)
     for key, lo, hi in spans:
         roll[lo:hi, key] = 1
     return roll

@@ -11,9 +11,9 @@ import numpy as np
 from . import __version__
 from .h5 import SPLITS, Split, write_dataset
 from .midi import LOWEST_KEY, MAX_FRAMES, N_KEYS, SCORE_PHASE, SRNN_GRID, Grid, MidiError, NoteCounts, beat_grid, \
-    file_tempo, frame_grid, notes_to_roll, read_midi_roll, transposition_to_c
-from .sources import BENCHMARKS, SourceError, detect_format, find_source, open_midi_source, read_mat, \
-    read_pickle, read_srnn_npz, sha256_of
+    frame_grid, notes_to_roll, read_midi_roll, transposition_to_c
+from .sources import BENCHMARKS, SourceError, detect_format, find_source, midi_files, open_midi_source, \
+    read_mat, read_pickle, read_srnn_npz, sha256_of
 
 VARIANTS = ("boulanger", "srnn")
 NOTTINGHAM_INDEX = "Nottingham_midi_index.tsv"
@@ -37,8 +37,7 @@ class MidiReading:
     drums: bool = False  # keep the percussion channel
     programs: frozenset | None = None  # General MIDI programs to keep (None: all)
     max_frames: int = MAX_FRAMES
-    counts: dict = field(default_factory=lambda: {s: NoteCounts() for s in SPLITS})
-    tempos: dict = field(default_factory=lambda: {s: [] for s in SPLITS})  # first tempo of every file read, bpm
+    counts: dict = field(default_factory=lambda: {s: NoteCounts() for s in SPLITS})  # with the files' tempos
     skipped: list = field(default_factory=list)  # [(file, reason)]
 
     def options(self) -> dict:
@@ -71,7 +70,8 @@ class Prepared:
         }
         if self.reading is not None:
             attrs["midi_options"] = self.reading.options()
-            tempos = self.reading.tempos["train"] or [t for s in SPLITS for t in self.reading.tempos[s]]
+            counts = self.reading.counts
+            tempos = counts["train"].tempos or [t for s in SPLITS for t in counts[s].tempos]
             if tempos and self.grid.unit == "beat":  # samples are written at the training pieces' median tempo
                 attrs["tempo_bpm"] = float(np.median(tempos))
         if self.all_test:
@@ -161,22 +161,18 @@ def _convert_listing(listing, opener, grid, shift_of, limit, reporter, reading: 
     for split, name in jobs:
         counts = NoteCounts()
         try:
-            source = opener(name)
-            roll = read_midi_roll(source, grid, shift_of(name), name=f"{prefix}{name}", max_frames=reading.max_frames,
-                                  drums=reading.drums, programs=reading.programs, counts=counts)
-            if hasattr(source, "seek"):
-                source.seek(0)
-            tempo = file_tempo(source)
+            roll = read_midi_roll(opener(name), grid, shift_of(name), name=f"{prefix}{name}",
+                                  max_frames=reading.max_frames, drums=reading.drums, programs=reading.programs,
+                                  counts=counts)
         except Exception as exc:  # one bad file (corrupt, damaged in its zip, out of memory) skips that file
             reason = str(exc) if isinstance(exc, (MidiError, SourceError)) else \
                 f"{prefix}{name}: {exc.__class__.__name__}: {exc}"
             reading.skipped.append((name, reason))
             reporter.advance(name, reason)
-            reading.counts[split].add(counts)  # a file whose notes all fall between frames loses them all
+            counts.tempos.clear()  # a skipped file's tempo is not the data's
+            reading.counts[split].add(counts)  # but a file whose notes all fall between frames loses them all
             continue
         reading.counts[split].add(counts)
-        if tempo:
-            reading.tempos[split].append(tempo)
         out[split][0].append(roll)
         out[split][1].append(str(Path(name).with_suffix("")))
         reporter.advance(name)
@@ -205,14 +201,13 @@ def prepare_midi_folder(path, name, frame="eighth", transpose=False, limit=None,
     reporter = reporter or Reporter()
     reading = MidiReading("C" if transpose else 0, drums, frozenset(programs) if programs is not None else None,
                           max_frames)
-    listing, _ = open_midi_source(path)
-    files = sorted(str(p.relative_to(path)) for p in path.rglob("*")
-                   if p.is_file() and p.suffix.lower() in (".mid", ".midi"))
     if all_test:
         return read_pieces(path, grid, reading, name, limit, reporter)
+    listing, _ = open_midi_source(path)
     if any(listing.values()):
         raw = _convert_midi_collection(path, grid, reading.transpose, limit, reporter, reading)
     else:
+        files = midi_files(path)
         if not files:
             raise SourceError(f"{path}: no .mid or .midi files")
         assignment = _split_assignment(len(files), (0.8, 0.1, 0.1), seed)
@@ -233,9 +228,7 @@ def read_pieces(path, grid: Grid, reading: MidiReading, name="pieces", limit=Non
     if path.is_file():
         listing, opener, prefix = [path.name], (lambda rel: path), f"{path.parent}/"
     elif path.is_dir():
-        listing = sorted(str(p.relative_to(path)) for p in path.rglob("*")
-                         if p.is_file() and p.suffix.lower() in (".mid", ".midi"))
-        opener, prefix = (lambda rel: path / rel), f"{path}/"
+        listing, opener, prefix = midi_files(path), (lambda rel: path / rel), f"{path}/"
     else:
         raise SourceError(f"{path}: no such MIDI file or folder")
     if not listing:

@@ -286,12 +286,19 @@ def read_srnn_npz(path: Path, n_streams: int = 16) -> dict:
     return out
 
 
+def midi_names(names) -> list:
+    """The MIDI files (.mid, .midi) among ``names``, sorted."""
+    return sorted(n for n in names if n.lower().endswith((".mid", ".midi")))
+
+
+def midi_files(root: Path) -> list:
+    """Every MIDI file under a folder, as sorted paths relative to it."""
+    return midi_names(str(p.relative_to(root)) for p in Path(root).rglob("*") if p.is_file())
+
+
 def list_midi(root: Path, zip_names=None):
     """``{split: [relative paths]}`` for a folder (or zip listing) with train/ valid/ test/ subfolders."""
-    names = zip_names if zip_names is not None else [
-        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()
-    ]
-    midi = sorted(n for n in names if n.lower().endswith((".mid", ".midi")))
+    midi = midi_files(root) if zip_names is None else midi_names(zip_names)
     out = {s: [] for s in SPLITS}
     for name in midi:
         parts = Path(name).parts

@@ -74,12 +74,12 @@ class SequenceTerms(NamedTuple):
     kl_scaled: torch.Tensor  # the same with each step's scale (the KL temperature)
 
 
-def sequence_terms(model_trace, guide_trace, kl_form: str = "analytic") -> SequenceTerms:
+def sequence_terms(model_trace, guide_trace, kl_form: str = "analytic", chain=None) -> SequenceTerms:
     """The parts of the ELBO per sequence from a guide trace and the model trace replayed on it. ``kl_form``:
     'analytic' (KL of each z_t given the sampled z_{t-1}, TraceMeanField_ELBO's term) or 'trace'
     (log q - log p at the sampled z_t, Trace_ELBO's term). The latent sites must form a chain of diagonal
-    Normals (:func:`_stacked_chain`), as the SRNN's do."""
-    chain = _stacked_chain(model_trace, guide_trace)
+    Normals (:func:`_stacked_chain`, whose result a caller that has it passes as ``chain``), as the SRNN's do."""
+    chain = chain or _stacked_chain(model_trace, guide_trace)
     if chain is None:
         raise ValueError("sequence_terms needs latent sites that form a chain of diagonal Normals")
     guide_sites, model_sites = chain
@@ -120,7 +120,7 @@ class _StackedChain:
                 model_trace.compute_log_prob()
                 guide_trace.compute_score_parts()
             return super()._differentiable_loss_particle(model_trace, guide_trace)
-        terms = sequence_terms(model_trace, guide_trace, self.KL)
+        terms = sequence_terms(model_trace, guide_trace, self.KL, chain)
         self.last_terms = SequenceTerms(*(t.detach() for t in terms))  # what training reports
         elbo = terms.reconstruction.sum() - terms.kl_scaled.sum()
         return -float(elbo.detach()), -elbo
