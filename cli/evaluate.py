@@ -119,13 +119,11 @@ def evaluate(target, split, iwae, samples, kl_form, data_file, midi, device, see
 
 def music_report(srnn, sequences, what: str, count: int, steps: int, seed: int, controls, as_json: bool):
     """Samples against data on what a musician hears: one table, or the same as JSON."""
-    from data_prep.stats import compare, roll_statistics
-    from pyro_srnn.sample import Controls, sample_rolls
+    from pyro_srnn.sample import Controls, sample_statistics
 
     controls = Controls(*controls)
     with console.status(f"sampling {count} pieces of {steps} frames"):
-        rolls = sample_rolls(srnn, steps, count, seed=seed, controls=controls)
-    rows = compare(roll_statistics(sequences), roll_statistics(rolls))
+        rows = sample_statistics(srnn, sequences, count, steps, seed, controls)
     result = {"data": what, "pieces": count, "steps": steps, "seed": seed, "controls": controls.__dict__,
               "statistics": [{"statistic": name, "data": a, "samples": b, kind: value}
                              for name, a, b, kind, value in rows]}

@@ -4,24 +4,36 @@ from __future__ import annotations
 import numpy as np
 
 
-def draw_rolls(rolls, path, grid, primed: int = 0, titles=None):
-    """Keys against time for each roll, one panel each (titled ``titles``, else 'sample i'); the primed opening
-    is shaded."""
+def pyplot():
+    """matplotlib's pyplot drawing to files only (no screen here)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def draw_roll(ax, roll, title: str):
+    """One roll on ``ax``: keys (MIDI numbers) against frames."""
+    roll = np.asarray(roll)
+    ax.imshow(roll.T, aspect="auto", origin="lower", cmap="Greys", interpolation="nearest",
+              extent=(0, len(roll), 20.5, 108.5))
+    ax.set_ylabel("MIDI key")
+    ax.set_title(title, fontsize=9)
+
+
+def draw_rolls(rolls, path, grid, primed: int = 0, titles=None):
+    """Keys against time for each roll, one panel each (titled ``titles``, else 'sample i'); the primed opening
+    is shaded."""
+    plt = pyplot()
     rolls = np.asarray(rolls)
     fig, axes = plt.subplots(len(rolls), 1, figsize=(12, 2.6 * len(rolls)), squeeze=False)
     for i, (ax, roll) in enumerate(zip(axes[:, 0], rolls)):
-        ax.imshow(roll.T, aspect="auto", origin="lower", cmap="Greys", interpolation="nearest",
-                  extent=(0, len(roll), 20.5, 108.5))
+        draw_roll(ax, roll, titles[i] if titles else f"sample {i + 1}")
         if primed:
             ax.axvspan(0, primed, color="tab:blue", alpha=0.15, label="primer")
             ax.legend(loc="upper right")
-        ax.set_ylabel("MIDI key")
-        ax.set_title(titles[i] if titles else f"sample {i + 1}", fontsize=9)
     axes[-1, 0].set_xlabel(f"frame ({grid.name})")
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=100)

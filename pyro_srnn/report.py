@@ -10,9 +10,9 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from .errors import SRNNError
+from .plot import draw_roll, pyplot
 from .runs import RunDir
 
 AUDIO_RATE = 16_000  # mono 16 kHz keeps an embedded clip near 30 KB per second
@@ -41,21 +41,10 @@ document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventLis
 
 
 def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    pyplot().close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _table(columns, rows, sortable=False) -> str:
@@ -71,7 +60,7 @@ def _fmt(value) -> str:
 def curves(metrics: list) -> str:
     """The training curves as one embedded PNG: ELBO and its parts, validation ELBO, KL temperature and
     learning rate, gradient norm, frames per second; every axis labelled with its unit."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [m["epoch"] for m in metrics]
     fig, axes = plt.subplots(2, 2, figsize=(11, 6.5))
     ax = axes[0, 0]
@@ -99,11 +88,9 @@ def curves(metrics: list) -> str:
 
 
 def _roll_png(roll, title, grid) -> str:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 2.2))
-    ax.imshow(np.asarray(roll).T, aspect="auto", origin="lower", cmap="Greys", interpolation="nearest",
-              extent=(0, len(roll), 20.5, 108.5))
-    ax.set(xlabel=f"frame ({grid.name})", ylabel="MIDI key", title=title)
+    fig, ax = pyplot().subplots(figsize=(5.2, 2.2))
+    draw_roll(ax, roll, title)
+    ax.set_xlabel(f"frame ({grid.name})")
     return _png(fig)
 
 
@@ -121,7 +108,7 @@ def _audio(roll, grid, tempo) -> str:
 def run_report(path, evaluate: bool = False, pieces: int = 3, steps: int = 48, seed: int = 0,
                audio: bool = True) -> str:
     """The page of one run directory."""
-    from data_prep.stats import compare, roll_statistics
+    from .sample import sample_statistics
 
     from .api import load_run
     from .evaluate import score_sequences
@@ -179,8 +166,7 @@ def run_report(path, evaluate: bool = False, pieces: int = 3, steps: int = 48, s
     parts.append(f"<h2>Samples beside test pieces</h2><p>{pieces} samples of {steps} frames (seed {seed}, "
                  "the default sampling of <code>srnn sample</code>), each beside a test opening of the same "
                  "length.</p>" + "".join(figures))
-    music = run.sample(steps=400, n=32, seed=seed)
-    rows = compare(roll_statistics(run.sequences("test")), roll_statistics(music))
+    rows = sample_statistics(run.srnn, run.sequences("test"), n=32, steps=400, seed=seed)
     parts.append("<h2>Sample statistics against the test data</h2><p>32 samples of 400 frames; ratio = samples / "
                  "data, OA = overlapping area of the two histograms (1: the same shape).</p>" + _table(
                      ("statistic", "test data", "samples", "ratio", "OA"),
@@ -191,7 +177,7 @@ def run_report(path, evaluate: bool = False, pieces: int = 3, steps: int = 48, s
 
 def runs_report(paths) -> str:
     """Several runs side by side: validation curves overlaid and one sortable table."""
-    plt = _pyplot()
+    plt = pyplot()
     runs = [RunDir(p) for p in paths]
     fig, ax = plt.subplots(figsize=(10, 4.5))
     rows, all_metrics = [], {}

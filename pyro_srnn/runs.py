@@ -22,25 +22,11 @@ class RunDir:
 
     def __init__(self, path):
         self.path = Path(path)
+        self.config_path, self.metrics_path = self.path / self.CONFIG, self.path / self.METRICS
+        self.last, self.best = self.path / self.LAST, self.path / self.BEST
 
     def __str__(self):
         return str(self.path)
-
-    @property
-    def config_path(self) -> Path:
-        return self.path / self.CONFIG
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / self.METRICS
-
-    @property
-    def last(self) -> Path:
-        return self.path / self.LAST
-
-    @property
-    def best(self) -> Path:
-        return self.path / self.BEST
 
     def holds_run(self) -> bool:
         return self.last.exists() or self.config_path.exists()

@@ -39,6 +39,16 @@ def sample_rolls(srnn: SRNN, steps: int, n: int = 1, prime: np.ndarray | None = 
     return np.concatenate(list(sample_batches(srnn, steps, n, prime, seed, controls=controls)))
 
 
+def sample_statistics(srnn: SRNN, sequences, n: int = 32, steps: int = 400, seed: int = 0,
+                      controls: Controls = Controls()) -> list:
+    """``n`` samples of ``steps`` frames against ``sequences`` on what a listener hears: the rows of
+    :func:`data_prep.stats.compare` (statistic, data, samples, 'ratio' or 'OA', value)."""
+    from data_prep.stats import compare, roll_statistics
+
+    samples = sample_rolls(srnn, steps, n, seed=seed, controls=controls)
+    return compare(roll_statistics(sequences), roll_statistics(samples))
+
+
 BATCH = 64  # pieces sampled at once: memory stays bounded however many pieces are asked for
 
 
