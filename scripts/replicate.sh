@@ -89,5 +89,17 @@ case "${1:-}" in
     mkdir -p "docs/runs/$name" && cp "runs/$name/results.md" "runs/$name/results.csv" "docs/runs/$name/"
     echo "done $name"
     ;;
-  *) echo "usage: $0 a|b|c|d|e|units|grid" >&2; exit 2 ;;
+  seeds)  # seeds 1 and 2 of the paper-size runs of lanes a-c (seed 0), cheapest dataset first; VARIANT=srnn|boulanger
+    variant=${VARIANT:-boulanger}
+    for ds in ${DATASETS:-jsb piano nottingham muse}; do
+      for seed in 1 2; do
+        if [ "$variant" = srnn ]; then
+          run paper-$ds-srnn-seed$seed data/$ds-srnn.h5 0 $PAPER --elbo analytic --seed $seed
+        else
+          run paper-$ds-boulanger-seed$seed data/$ds.h5 100 $PAPER --elbo analytic --seed $seed
+        fi
+      done
+    done
+    ;;
+  *) echo "usage: $0 a|b|c|d|e|units|grid|seeds" >&2; exit 2 ;;
 esac
