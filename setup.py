@@ -18,9 +18,11 @@ setup(
         "music21>=9",  # the offline Bach corpus
         "matplotlib>=3.7",  # piano-roll pictures
         "pretty-midi>=0.2.10",  # for the General MIDI soundfont it ships (TimGM6mb.sf2), used by srnn render
+        "optuna>=4.4",  # srnn sweep: samplers, pruners and the study database shared between machines
     ],
     # The synthesiser, tinysoundfont, is installed by the Makefile with --no-deps: its one dependency, pyaudio,
     # is for live playback only and does not build without PortAudio.
-    extras_require={"test": ["pytest>=7"], "tensorboard": ["tensorboard>=2.10"]},
+    extras_require={"test": ["pytest>=7", "psycopg[binary]>=3.1"], "tensorboard": ["tensorboard>=2.10"],
+                    "postgres": ["psycopg[binary]>=3.1"]},  # sweeps whose study lives in a PostgreSQL server
     entry_points={"console_scripts": ["srnn=cli.main:main"]},
 )

@@ -1,116 +1,147 @@
-"""`srnn sweep`: train every configuration of a grid as `srnn train` runs, then tabulate them."""
+"""`srnn sweep`: a grid or a search on Optuna, trained by worker processes, then tabulated."""
 from __future__ import annotations
 
 import os
-import subprocess
+import signal
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import time
 from pathlib import Path
 
 import click
 
-from pyro_srnn.errors import RunBusy
-
 from .common import UserError, console, friendly_errors, out, progress_bar
-from .train import train
 
 
 @click.command()
 @click.option("--dataset", default="piano", show_default=True, help="Reads data/<dataset>.h5.")
 @click.option("--data", "data_file", type=click.Path(), help="A prepared HDF5 file (overrides --dataset).")
-@click.option("--grid", required=True, help='Values per configuration field, with dashes, e.g. "a=30,300 d=30,300 '
-              'z=10,100 seq-len=50,100"; any field `srnn train` has an option for.')
+@click.option("--grid", help='Every combination of values, e.g. "a=30,300 d=30,300 z=10,100 seq-len=50,100"; keys '
+              "are configuration fields with dashes (Optuna's grid sampler).")
+@click.option("--search", help='Ranges to search, e.g. "lr=1e-4..3e-3:log z=4..128 hidden=250,500" (LOW..HIGH, :log '
+              "for a log scale, V1,V2 for choices; Optuna's TPE sampler).")
+@click.option("--trials", type=click.IntRange(min=1), default=16, show_default=True,
+              help="With --search: finished (complete or pruned) trials to reach.")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Runs in parallel on this machine.")
-@click.option("--shard", help="i/n: train only configurations i, i+n, i+2n, ... (one shard per machine).")
-@click.option("--out", "out_dir", type=click.Path(), help="Sweep folder (default: sweeps/<dataset>/).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes on this machine, sharing its cores.")
+@click.option("--prune/--no-prune", default=True, show_default=True,
+              help="Stop trials whose validation ELBO is below the median of earlier trials at the same epoch.")
+@click.option("--storage", help="Study database URL (default: sqlite in the sweep folder); e.g. "
+              "postgresql://user@host/db to run one study from several machines.")
+@click.option("--study", "study_name", help="Study name in the database (default: the sweep folder's name).")
+@click.option("--out", "out_dir", type=click.Path(), help="Sweep folder for the run directories and results "
+              "(default: sweeps/<data file name>/).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @friendly_errors
-def sweep(dataset, data_file, grid, epochs, jobs, shard, out_dir, device):
-    """Train every configuration of a grid (skipping finished ones), then write results.md and results.csv
-    with validation and test ELBO per configuration, best first. Sweeps may share a folder: a run that
-    another sweep is training is reported busy and left to it."""
-    from data_prep.files import staged
-    from pyro_srnn.sweep import collect_results, parse_grid, parse_shard, results_tables
+def sweep(dataset, data_file, grid, search, trials, epochs, jobs, prune, storage, study_name, out_dir, device):
+    """Train a grid (--grid) or a search (--search) as one Optuna study, every trial an ordinary run directory,
+    then write results.md and results.csv (validation and test ELBO per frame, state and parameters per
+    trial, best first). Rerunning the same command continues the study: finished trials are kept and
+    interrupted ones resume from their last.pt. Sweeps started with the same --storage and --study on
+    several machines share the work."""
+    from data_prep.h5 import PianoRollFile
+    from pyro_srnn.sweep import Sweep, grid_points, open_study, parse_grid, parse_search, worker_threads
     from pyro_srnn.train import resolve_device
 
+    if bool(grid) == bool(search):
+        raise UserError("give one of --grid and --search")
+    points = len(grid_points(parse_grid(grid, epochs))) if grid else None
+    if search:
+        parse_search(search)
     data_file = data_file or os.path.join("data", f"{dataset}.h5")
     if not Path(data_file).exists():
         raise UserError(f"{data_file}: no such data file; prepare it with `srnn prep --dataset {dataset}`")
     out_dir = Path(out_dir or os.path.join("sweeps", Path(data_file).stem))
-    points = parse_grid(grid, epochs)
-    for point in points[:1]:
-        train_arguments(point)  # every key has a `srnn train` option
-    part = parse_shard(shard)
-    mine = len(points[part[0]::part[1]])
-    console.print(f"{len(points)} configurations, {mine} in this shard, {epochs} epochs each, {jobs} at a time, "
-                  f"into {out_dir}/")
-    with progress_bar("runs") as progress:
-        task = progress.add_task("sweep", total=mine)
+    total = points or trials
+    spec = Sweep(data_file=str(data_file), out_dir=str(out_dir), epochs=epochs, grid=grid, search=search,
+                 trials=trials, prune=prune, storage=storage, study_name=study_name,
+                 device=str(resolve_device(device)), threads=worker_threads(jobs))
+    study = open_study(spec, PianoRollFile(data_file).fingerprint())
+    seen = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    console.print(f"study {spec.name!r} ({spec.storage_url}): {'grid of ' + str(points) if grid else 'search of ' + str(trials)}"
+                  f" trials, {epochs} epochs each, {jobs} worker(s), {sum(s.is_finished() for s in seen.values())} "
+                  f"trial(s) already finished; runs in {out_dir}/")
+    with progress_bar("trials") as progress:
+        task = progress.add_task("sweep", total=total)
+        workers = _start_workers(spec, jobs)
+        try:
+            while True:
+                alive = any(w.is_alive() for w in workers)
+                _show_events(study, seen, progress, task)
+                if not alive:
+                    break
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            for w in workers:
+                w.kill()
+            console.print("[red]interrupted[/red]: rerun the same command to continue; interrupted trials resume "
+                          "from their last.pt")
+            sys.exit(130)
+    broken = [w.exitcode for w in workers if w.exitcode]
+    failed = _write_results(study, out_dir)
+    if broken:
+        raise UserError(f"{len(broken)} worker(s) stopped with an error (above); rerun the same command to continue")
+    if failed:
+        raise UserError(f"{failed} trial(s) failed; their errors are in {out_dir / 'results.md'}")
 
-        def event(kind, point):
-            progress.console.print(f"{kind:8s} {' '.join(f'{k}={v}' for k, v in point.items())}")
-            progress.advance(task)
 
-        outcomes = run_sweep(data_file, points, epochs, out_dir, jobs, part,
-                             extra=("--device", device), on_event=event)
-    failed = [p for p, outcome in outcomes if outcome == "failed"]
-    rows = collect_results(out_dir, data_file, epochs, resolve_device(device))
+def _start_workers(spec, jobs: int):
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # no forked copies of torch's threads or the database
+    workers = [context.Process(target=_worker, args=(spec, i), daemon=True) for i in range(jobs)]
+    for w in workers:
+        w.start()
+    return workers
+
+
+def _worker(spec, index: int):
+    """A worker process: Ctrl-C is the parent's to handle (it kills the workers, whose trials are then
+    retried), and a problem is one line on stderr."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from pyro_srnn.errors import SRNNError
+    from pyro_srnn.sweep import work
+
+    try:
+        work(spec, index)
+    except SRNNError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _show_events(study, seen: dict, progress, task):
+    """One line per trial that finished since the last look; the bar counts finished trials."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    for t in trials:
+        if not t.state.is_finished() or seen.get(t.number) == t.state or "duplicate_of" in t.user_attrs:
+            continue
+        seen[t.number] = t.state
+        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
+        a = t.user_attrs
+        if t.state == TrialState.COMPLETE:
+            what = f"finished {params}  valid {t.value:.4f}  test {a.get('test_elbo', float('nan')):.4f}"
+        elif t.state == TrialState.PRUNED:
+            what = f"pruned   {params}  at epoch {a.get('epochs', '?')}"
+        else:
+            what = f"failed   {params}  {a.get('error', '')}"
+        progress.console.print(f"trial {t.number:3d} {what}")
+    # a trial failed by the heartbeat (its worker was killed) is retried, so it is not counted
+    progress.update(task, completed=sum(t.state.is_finished() and "duplicate_of" not in t.user_attrs
+                                        and (t.state != TrialState.FAIL or "error" in t.user_attrs) for t in trials))
+
+
+def _write_results(study, out_dir: Path):
+    from data_prep.files import staged
+    from pyro_srnn.sweep import results_tables, study_rows
+
+    rows = study_rows(study, out_dir)
     md, csv_text = results_tables(rows)
     with staged([out_dir / "results.md", out_dir / "results.csv"], force=True) as (md_tmp, csv_tmp):
         md_tmp.write_text(md)
         csv_tmp.write_text(csv_text)
     out.print(md)
-    out.print(f"wrote {out_dir / 'results.md'} and {out_dir / 'results.csv'} ({len(rows)} finished runs)")
-    if failed:
-        raise UserError(f"{len(failed)} run(s) failed; see train.log in their run directories under {out_dir}")
-
-
-def train_arguments(point: dict) -> list:
-    """The `srnn train` options that set a grid point's configuration fields."""
-    options = {p.name: p for p in train.params}
-    arguments = []
-    for key, value in point.items():
-        param = options.get(key.replace("-", "_"))
-        if param is None:
-            raise UserError(f"--grid: {key} has no `srnn train` option")
-        if param.is_flag:  # --filtering, --residual/--no-residual
-            flag = param.opts[0] if value else next(iter(param.secondary_opts), None)
-            arguments += [flag] if flag else []
-        elif param.name == "augment_transpose":
-            arguments += [param.opts[0], f"transpose:{value}"]
-        else:
-            arguments += [param.opts[0], str(value)]
-    return arguments
-
-
-def run_sweep(data: str, points: list, epochs: int, out_dir, jobs: int = 1, shard=(0, 1), extra=(),
-              on_event=None):
-    """Train every configuration of this shard that is not finished yet, ``jobs`` at a time, each as its own
-    `srnn train` process with its own log; a failed run is reported and the sweep goes on. A run that another
-    process is training is reported as busy and left to it, so several sweeps may share one folder (one per
-    core, started whenever a core comes free). Returns (point, outcome) pairs."""
-    from pyro_srnn.runs import RunDir
-    from pyro_srnn.sweep import run_name
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    mine = [p for i, p in enumerate(points) if i % shard[1] == shard[0]]
-    notify = on_event or (lambda *args: None)
-
-    def one(point):
-        run_dir = out_dir / run_name(point)
-        if RunDir(run_dir).is_finished(epochs):
-            notify("skipped", point)
-            return point, "skipped"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "cli.main", "train", "--data", data, "--run-dir", str(run_dir),
-                   "--epochs", str(epochs), "--resume", *extra, *train_arguments(point)]
-        with open(run_dir / "train.log", "a") as log:
-            code = subprocess.call(command, stdout=log, stderr=log)
-        outcome = {0: "finished", RunBusy.EXIT_CODE: "busy"}.get(code, "failed")
-        notify(outcome, point)
-        return point, outcome
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(one, mine))
+    failed = sum(r["state"].startswith("failed") for r in rows)
+    out.print(f"wrote {out_dir / 'results.md'} and {out_dir / 'results.csv'} ({len(rows)} trials)")
+    return failed
