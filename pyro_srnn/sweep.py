@@ -425,5 +425,6 @@ def results_tables(rows: list) -> tuple:
 
 
 def worker_threads(jobs: int) -> int:
-    """Torch threads per worker so that ``jobs`` workers share the cores instead of fighting over them."""
-    return max(1, (os.cpu_count() or 1) // jobs)
+    """Torch threads per worker so that ``jobs`` workers share the cores instead of fighting over them;
+    OMP_NUM_THREADS, when set, decides (several sweeps on one machine)."""
+    return max(1, int(os.environ.get("OMP_NUM_THREADS") or 0) or (os.cpu_count() or 1) // jobs)
