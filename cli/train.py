@@ -26,6 +26,9 @@ from .common import DATASETS, DEFAULT, UserError, console, friendly_errors, numb
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT.batch_size, show_default=True,
               help="Parallel streams.")
 @click.option("--epochs", type=click.IntRange(min=1), default=DEFAULT.epochs, show_default=True)
+@click.option("--updates", type=click.IntRange(min=0), default=DEFAULT.updates, show_default=True,
+              help="Train for N updates instead of --epochs (0: off), with the paper's 50-epoch schedule in which "
+                   "an epoch is N/50 updates: a small dataset can get as many updates as a large one.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULT.lr, show_default=True)
 @click.option("--elbo", type=click.Choice(["trace", "analytic"]), default=DEFAULT.elbo, show_default=True,
               help="trace: Trace_ELBO; analytic: TraceMeanField_ELBO (analytic KL per step, as the paper).")
@@ -104,7 +107,7 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, 
 
     def epoch_start(epoch, n_batches):
         frames = trainer.streams.shape[1] * trainer.streams.shape[0]
-        state["task"] = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=frames, status="")
+        state["task"] = progress.add_task(f"epoch {epoch + 1}/{trainer.config.epochs}", total=frames, status="")
 
     def step(frames, m):
         progress.update(state["task"], advance=frames,
@@ -131,7 +134,9 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, 
     trainer.start(resume=resume)
     writer = SummaryWriter(str(trainer.run.path / "tensorboard")) if tensorboard else None
     console.print(f"run [bold]{run_dir}[/bold]: {data.dataset} ({data.path}), d={config.d} a={config.a} "
-                  f"z={config.z}, {config.epochs} epochs, {config.elbo} ELBO, device {trainer.device}"
+                  f"z={config.z}, {trainer.config.epochs} epochs"
+                  + (f" ({config.updates} updates)" if config.updates else "")
+                  + f", {config.elbo} ELBO, device {trainer.device}"
                   + (f", resumed after epoch {trainer.epoch}" if trainer.epoch else ""))
     with progress:
         trainer.fit()

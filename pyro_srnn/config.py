@@ -31,6 +31,7 @@ class SRNNConfig:
     seq_len: int = 100  # truncated back-propagation chunk
     batch_size: int = 16  # parallel streams
     epochs: int = PAPER_EPOCHS
+    updates: int = 0  # run length in updates instead of epochs (0: epochs decides); see schedule_epoch_updates
     lr: float = 1e-3
     adam_betas: tuple = (0.9, 0.999)
     adam_eps: float = 1e-4
@@ -51,6 +52,8 @@ class SRNNConfig:
         self.adam_betas = tuple(self.adam_betas)
         problems = [f"{k} must be positive" for k in ("x_dim", "d", "a", "z", "hidden", "seq_len", "batch_size",
                                                        "epochs", "valid_every") if getattr(self, k) < 1]
+        if self.updates < 0:
+            problems.append("updates must be 0 (epochs decide) or positive")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             problems.append(f"lr must be a positive number, not {self.lr!r}")
         if self.patience < 0:
@@ -69,9 +72,16 @@ class SRNNConfig:
             raise SRNNError("invalid configuration: " + "; ".join(problems))
 
     # The paper's schedules are for 50 epochs; by default shorter runs keep their proportions (40% warm-up).
+    # A run of N updates follows the paper's 50-epoch schedule as written, with an epoch of N/50 updates.
     @property
     def schedule_scale(self) -> float:
-        return min(1.0, self.epochs / PAPER_EPOCHS) if self.schedule == "scaled" else 1.0
+        return min(1.0, self.epochs / PAPER_EPOCHS) if self.schedule == "scaled" and not self.updates else 1.0
+
+    def schedule_epoch_updates(self, batches_per_epoch: int) -> float:
+        """The updates in one epoch of the schedules (KL warm-up, learning-rate phases): a pass over the data,
+        or with ``updates`` set, a fiftieth of the run (so a small dataset can get the paper's number of
+        updates with the paper's schedule)."""
+        return self.updates / PAPER_EPOCHS if self.updates else batches_per_epoch
 
     @property
     def effective_kl_anneal_epochs(self) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import dataclasses
 import random
 import re
 import time
@@ -44,14 +45,15 @@ def resolve_device(device: str) -> torch.device:
 
 def kl_temperature(config: SRNNConfig, step: int, batches_per_epoch: int) -> float:
     """Linear per batch from kl_start to 1 over the (scaled) warm-up epochs, then 1."""
-    warmup = config.effective_kl_anneal_epochs * batches_per_epoch
+    warmup = config.effective_kl_anneal_epochs * config.schedule_epoch_updates(batches_per_epoch)
     if warmup <= 0:
         return 1.0
     return min(1.0, config.kl_start + (1.0 - config.kl_start) * step / warmup)
 
 
-def learning_rate(config: SRNNConfig, epoch: int) -> float:
-    """Constant for the (scaled) first epochs, then divided by lr_decay every epoch; ``epoch`` from 0."""
+def learning_rate(config: SRNNConfig, step: int, batches_per_epoch: int) -> float:
+    """Constant for the (scaled) first epochs, then divided by lr_decay every epoch; ``step`` from 0."""
+    epoch = int(step // config.schedule_epoch_updates(batches_per_epoch))
     decays = max(0, epoch + 1 - math.ceil(config.effective_lr_constant_epochs))
     return config.lr / config.lr_decay ** decays
 
@@ -180,6 +182,8 @@ class Trainer:
         self.my_streams = slice(self.rank * per_process, (self.rank + 1) * per_process)
         self.valid = data.split("valid").sequences()
         self.batches_per_epoch = n_chunks(self.streams.shape[1], config.seq_len)
+        if config.updates:  # the run is as many passes over the data as the updates need, the last one cut short
+            self.config = config = dataclasses.replace(config, epochs=math.ceil(config.updates / self.batches_per_epoch))
         self.epoch, self.step_count, self.best_valid = 0, 0, -math.inf
         self.stale_validations = 0  # validations since the best one, for early stopping
 
@@ -320,9 +324,6 @@ class Trainer:
     def train_epoch(self) -> dict:
         c = self.config
         self.srnn.train()
-        lr = learning_rate(c, self.epoch)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
         if self.hooks.epoch_start:
             self.hooks.epoch_start(self.epoch, self.batches_per_epoch)
         streams = self.epoch_streams()
@@ -330,8 +331,14 @@ class Trainer:
         z_carry = torch.zeros(len(streams), c.z, device=self.device)
         totals = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0, "grad_norm": 0.0, "frames": 0}
         started = time.perf_counter()
+        steps = 0
         for i, (x, u, mask) in enumerate(tbptt_chunks(streams, c.seq_len)):
+            if c.updates and self.step_count >= c.updates:
+                break
             batch = to_batch(x, u, mask, d_carry, z_carry, device=self.device)
+            lr = learning_rate(c, self.step_count, self.batches_per_epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
             temperature = kl_temperature(c, self.step_count, self.batches_per_epoch)
             loss, (reconstruction, kl), (d_carry, z_carry) = self.step(batch, temperature)
             if not (math.isfinite(loss) and math.isfinite(self.last_grad_norm)):
@@ -346,6 +353,7 @@ class Trainer:
             totals["grad_norm"] += self.last_grad_norm
             totals["frames"] += frames
             self.step_count += 1
+            steps += 1
             if self.hooks.step:
                 n = totals["frames"]
                 self.hooks.step(frames, {"elbo": (totals["reconstruction"] - totals["kl"]) / n, "kl": totals["kl"] / n,
@@ -357,7 +365,7 @@ class Trainer:
         return {"train_elbo": (totals["reconstruction"] - totals["kl"]) / n,
                 "train_reconstruction": totals["reconstruction"] / n, "train_kl": totals["kl"] / n,
                 "train_loss": totals["loss"] / n, "kl_temperature": temperature, "lr": lr,
-                "grad_norm": totals["grad_norm"] / self.batches_per_epoch, "frames_per_second": n / seconds,
+                "grad_norm": totals["grad_norm"] / steps, "frames_per_second": n / seconds,
                 "seconds": seconds}
 
     def step(self, batch, temperature: float):

@@ -64,18 +64,18 @@ def test_carried_states_are_the_previous_chunk_of_the_same_stream(bach_file):
 
 def test_schedules_follow_the_paper():
     paper = tiny_config(epochs=50)
-    assert [learning_rate(paper, e) for e in (0, 19)] == [1e-3, 1e-3]
-    assert learning_rate(paper, 20) == pytest.approx(1e-3 / 1.2)
-    assert learning_rate(paper, 49) == pytest.approx(1e-3 / 1.2 ** 30)
+    assert [learning_rate(paper, e * 10, 10) for e in (0, 19)] == [1e-3, 1e-3]
+    assert learning_rate(paper, 200, 10) == pytest.approx(1e-3 / 1.2)
+    assert learning_rate(paper, 499, 10) == pytest.approx(1e-3 / 1.2 ** 30)
     assert kl_temperature(paper, 0, 10) == pytest.approx(0.2)
     assert kl_temperature(paper, 100, 10) == pytest.approx(0.6)  # half of 20 epochs of 10 batches
     assert kl_temperature(paper, 200, 10) == kl_temperature(paper, 10 ** 6, 10) == 1.0
     short = tiny_config(epochs=10)  # 40% warm-up kept: 4 epochs
     assert kl_temperature(short, 20, 10) == pytest.approx(0.6)
-    assert learning_rate(short, 3) == 1e-3 and learning_rate(short, 4) == pytest.approx(1e-3 / 1.2)
+    assert learning_rate(short, 39, 10) == 1e-3 and learning_rate(short, 40, 10) == pytest.approx(1e-3 / 1.2)
     fixed = tiny_config(epochs=10, schedule="fixed")  # the paper's 20 epochs whatever the length
     assert kl_temperature(fixed, 50, 10) == pytest.approx(0.4)
-    assert learning_rate(fixed, 9) == 1e-3
+    assert learning_rate(fixed, 99, 10) == 1e-3
 
 
 def test_training_raises_the_validation_elbo(bach_file, tmp_path):
@@ -292,3 +292,35 @@ def test_early_stopping_after_patience_validations_without_a_new_best(bach_file,
     again = make(tmp_path / "run")
     again.start(resume=True)
     assert again.fit() == []  # a resumed run that stopped early stays stopped
+
+
+def test_a_run_of_n_updates_follows_the_paper_schedule_with_an_epoch_of_n_over_50_updates(bach_file, tmp_path):
+    from pyro_srnn.config import PAPER_EPOCHS
+
+    config = tiny_config(updates=100, valid_every=4)
+    trainer = Trainer(config, PianoRollFile(bach_file), tmp_path / "run")
+    n = trainer.batches_per_epoch
+    assert trainer.config.epochs == -(-100 // n)  # as many passes as 100 updates need
+    seen = []
+    original = trainer.step
+
+    def spy(batch, temperature):
+        seen.append((trainer.optimizer.param_groups[0]["lr"], temperature))
+        return original(batch, temperature)
+
+    trainer.step = spy
+    trainer.start()
+    metrics = trainer.fit()
+    assert trainer.step_count == len(seen) == 100
+    per_epoch = 100 / PAPER_EPOCHS  # two updates per epoch of the paper's schedule
+    # KL warm-up over the paper's 20 epochs (40 updates here), lr constant for 20 of them, then / 1.2 per epoch
+    for step, (lr, temperature) in enumerate(seen):
+        epoch = int(step // per_epoch)
+        assert temperature == pytest.approx(min(1.0, 0.2 + 0.8 * step / (20 * per_epoch)))
+        assert lr == pytest.approx(1e-3 / 1.2 ** max(0, epoch + 1 - 20))
+    assert seen[-1][0] == pytest.approx(1e-3 / 1.2 ** 30)
+    assert metrics[-1]["epoch"] == trainer.config.epochs and "valid_elbo" in metrics[-1]
+    # the resumed record matches: --updates is part of the configuration
+    again = Trainer(config, PianoRollFile(bach_file), tmp_path / "run")
+    again.start(resume=True)
+    assert again.fit() == [] and again.step_count == 100
