@@ -2,6 +2,7 @@
 medians quoted (the machines are shared and noisy, so only ratios from one run are compared)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import subprocess
@@ -14,6 +15,7 @@ import torch
 
 from benchmarks.sizes import BATCH, KEYS_ON, SIZES, STEPS
 from pyro_srnn.batching import shifted_inputs, to_batch
+from pyro_srnn.capture import CapturedSteps, capture_problem, make_capturable
 from pyro_srnn.config import SRNNConfig
 from pyro_srnn.elbo import PYRO_ELBOS
 from pyro_srnn.evaluate import make_elbo, score_sequences
@@ -201,8 +203,20 @@ def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") ->
             optimizer.step()
         return fn
 
-    steps = interleaved({"ours trace": ours("trace"), "ours analytic": ours("analytic"),
-                         "naive trace": baseline("trace"), "naive analytic": baseline("analytic")}, repeats, device)
+    def captured(kind):  # its own copy of the model: the graph updates its parameters with a capturable Adam
+        copy_config = dataclasses.replace(config, elbo=kind)
+        copy = SRNN(copy_config).to(device)
+        copy.load_state_dict(srnn.state_dict())
+        copy_optimizer = make_optimizer(copy, copy_config)
+        make_capturable(copy_optimizer, True, device)
+        steps = CapturedSteps(copy, copy_optimizer, copy_config, device)
+        return lambda: steps(batch, 1.0)
+
+    candidates = {"ours trace": ours("trace"), "ours analytic": ours("analytic"),
+                  "naive trace": baseline("trace"), "naive analytic": baseline("analytic")}
+    if capture_problem(torch.device(device)) is None:  # eager and captured side by side
+        candidates.update({"captured trace": captured("trace"), "captured analytic": captured("analytic")})
+    steps = interleaved(candidates, repeats, device)
     rate = statistics.median(matmul_rate(device=device) for _ in range(5))
     flops = step_flops(config, BATCH * STEPS)
     parts = breakdown(srnn, batch, repeats)
@@ -226,6 +240,9 @@ def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") ->
         "breakdown_seconds": parts,
         "speedup_trace": steps["naive trace"] / steps["ours trace"],
         "speedup_analytic": steps["naive analytic"] / steps["ours analytic"],
+        **({"capture_speedup_trace": steps["ours trace"] / steps["captured trace"],
+            "capture_speedup_analytic": steps["ours analytic"] / steps["captured analytic"]}
+           if "captured trace" in steps else {}),
         "achieved_gflops": {k: flops / v / 1e9 for k, v in steps.items()},
         "fraction_of_matmul_peak": {k: flops / v / rate for k, v in steps.items()},
         "eval_frames_per_second": eval_fps, "sample_frames_per_second": sample_fps,

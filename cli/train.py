@@ -44,6 +44,8 @@ from .common import DATASETS, DEFAULT, UserError, console, friendly_errors, numb
 @click.option("--augment", "augment_transpose", callback=lambda ctx, param, value: _augment(value),
               help="transpose[:R]: shift each training stream by a random -R..R semitones per epoch.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--capture", is_flag=True, help="On CUDA: capture the training step as a CUDA graph once per chunk "
+              "shape and replay it (one launch instead of thousands); elsewhere the step stays eager, with a note.")
 @click.option("--seed", type=int, default=DEFAULT.seed, show_default=True)
 @click.option("--run-dir", type=click.Path(), help="Default: runs/<dataset>-<date-time>/.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir (or the latest run) from last.pt.")
@@ -54,7 +56,7 @@ from .common import DATASETS, DEFAULT, UserError, console, friendly_errors, numb
               "into RUN_DIR/tensorboard/ (needs: pip install pyro-srnn[tensorboard]).")
 @click.pass_context
 @friendly_errors
-def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, **options):
+def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, capture, **options):
     """Train an SRNN with the paper's recipe; live progress, metrics.jsonl, last.pt and best.pt."""
     import time
 
@@ -97,7 +99,7 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, 
         launch(nproc, [sys.executable, "-m", "cli.main", *argv])  # the first process prints the summary
         return
     if int(os.environ.get("RANK", "0")) > 0:  # only the first process reports
-        trainer = Trainer(config, data, run_dir, device)
+        trainer = Trainer(config, data, run_dir, device, capture=capture)
         trainer.start(resume=resume)
         trainer.fit()
         return
@@ -130,7 +132,9 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, 
                                f"  lr {m['lr']:.2e}  {m['frames_per_second']:.0f} frames/s{valid}")
 
     trainer = Trainer(config, data, run_dir, device,
-                      Hooks(epoch_start, step, epoch_end, validation_start, validation_step))
+                      Hooks(epoch_start, step, epoch_end, validation_start, validation_step), capture=capture)
+    if trainer.capture_problem:
+        console.print(f"[yellow]--capture[/yellow]: {trainer.capture_problem}; the step runs eagerly")
     trainer.start(resume=resume)
     writer = SummaryWriter(str(trainer.run.path / "tensorboard")) if tensorboard else None
     console.print(f"run [bold]{run_dir}[/bold]: {data.dataset} ({data.path}), d={config.d} a={config.a} "

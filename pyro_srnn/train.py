@@ -23,6 +23,7 @@ import torch
 from data_prep.files import OutputError, write_bytes
 from data_prep.h5 import PianoRollFile
 
+from .capture import CapturedSteps, capture_problem, make_capturable, set_learning_rate
 from .batching import make_streams, n_chunks, tbptt_chunks, to_batch, transpose_keys
 from .config import SRNNConfig
 from .errors import RunBusy, SRNNError, TrainingDiverged
@@ -159,7 +160,10 @@ class Hooks:
 
 
 class Trainer:
-    def __init__(self, config: SRNNConfig, data: PianoRollFile, run_dir, device="cpu", hooks: Hooks | None = None):
+    def __init__(self, config: SRNNConfig, data: PianoRollFile, run_dir, device="cpu", hooks: Hooks | None = None,
+                 capture: bool = False):
+        """``capture``: the training step as a CUDA graph (pyro_srnn.capture); where that is not possible the
+        step stays eager and ``capture_problem`` says why."""
         self.config, self.data, self.run = config, data, RunDir(run_dir)
         self.device = distributed.process_device(resolve_device(device) if isinstance(device, str) else device)
         self.hooks = hooks or Hooks()
@@ -176,6 +180,10 @@ class Trainer:
         self.np_rng = np.random.default_rng(config.seed)  # shared: augmentation shifts are drawn for all streams
         self.parallel = torch.nn.parallel.DistributedDataParallel(self.srnn) if self.world > 1 else None
         self.optimizer = make_optimizer(self.srnn, config)
+        self.capture_problem = capture_problem(self.device, self.world) if capture else None
+        self.captured = CapturedSteps(self.srnn, self.optimizer, config, self.device) \
+            if capture and self.capture_problem is None else None
+        make_capturable(self.optimizer, self.captured is not None, self.device)
         self.elbo = make_elbo(config.elbo)
         self.streams = make_streams(data.split("train").sequences(), config.batch_size)
         per_process = config.batch_size // self.world
@@ -222,6 +230,7 @@ class Trainer:
                 raise SRNNError(f"{run.last}: written by {len(ckpt['rng'])} process(es); resume with as many")
             self.srnn.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
+            make_capturable(self.optimizer, self.captured is not None, self.device)  # whichever way it was saved
             self.epoch, self.step_count, self.best_valid = ckpt["epoch"], ckpt["step"], ckpt["best_valid"]
             self.stale_validations = ckpt.get("stale_validations", 0)
             _set_rng_state(ckpt["rng"][self.rank], self.np_rng)
@@ -337,8 +346,7 @@ class Trainer:
                 break
             batch = to_batch(x, u, mask, d_carry, z_carry, device=self.device)
             lr = learning_rate(c, self.step_count, self.batches_per_epoch)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+            set_learning_rate(self.optimizer, lr)
             temperature = kl_temperature(c, self.step_count, self.batches_per_epoch)
             loss, (reconstruction, kl), (d_carry, z_carry) = self.step(batch, temperature)
             if not (math.isfinite(loss) and math.isfinite(self.last_grad_norm)):
@@ -370,8 +378,11 @@ class Trainer:
 
     def step(self, batch, temperature: float):
         """One update; returns the loss per frame, (reconstruction, KL) summed over the batch, the carried states."""
-        loss, terms, states, self.last_grad_norm = svi_step(self.srnn, self.elbo, self.optimizer, self.config,
-                                                            batch, temperature, self.parallel)
+        if self.captured is not None:
+            loss, terms, states, self.last_grad_norm = self.captured(batch, temperature)
+        else:
+            loss, terms, states, self.last_grad_norm = svi_step(self.srnn, self.elbo, self.optimizer, self.config,
+                                                                batch, temperature, self.parallel)
         return loss, terms, states
 
     def validate(self) -> float:

@@ -89,3 +89,61 @@ def test_run_started_on_cuda_resumes_on_cpu(random_file, tmp_path):
     history = second.fit()
     assert [m["epoch"] for m in history] == [2] and np.isfinite(history[0]["valid_elbo"])
     assert json.loads((tmp_path / "run" / "config.json").read_text())["device"] == "cuda"
+
+
+def test_a_captured_step_is_the_eager_step(random_file, monkeypatch):
+    """The CUDA graph replays the eager step: the same losses, terms and parameters for the same seed, with the
+    temperature and learning rate changing between replays, over chunks of two shapes (two graphs)."""
+    from pyro_srnn.batching import make_streams
+    from pyro_srnn.capture import CapturedSteps, make_capturable, set_learning_rate
+    from pyro_srnn.train import make_optimizer, svi_step
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    config = tiny_config(seq_len=25, elbo="analytic")
+    streams = make_streams(PianoRollFile(random_file).split("train").sequences(), config.batch_size)
+
+    def run(captured: bool):
+        torch.manual_seed(0)
+        srnn = SRNN(config).cuda()
+        optimizer = make_optimizer(srnn, config)
+        make_capturable(optimizer, captured, "cuda")
+        steps = CapturedSteps(srnn, optimizer, config, torch.device("cuda"), capture=True) if captured else None
+        elbo = make_elbo(config.elbo)
+        torch.manual_seed(1)
+        d, z = torch.zeros(len(streams), config.d).cuda(), torch.zeros(len(streams), config.z).cuda()
+        losses = []
+        for i, (x, u, mask) in enumerate(tbptt_chunks(streams, config.seq_len)):
+            batch = to_batch(x, u, mask, d, z, device="cuda")
+            set_learning_rate(optimizer, 1e-3 / (1 + i))
+            temperature = min(1.0, 0.2 + 0.2 * i)
+            if captured:
+                loss, terms, (d, z), _ = steps(batch, temperature)
+            else:
+                loss, terms, (d, z), _ = svi_step(srnn, elbo, optimizer, config, batch, temperature)
+            losses.append((loss, *terms))
+        return losses, [p.detach().cpu() for p in srnn.parameters()], steps
+
+    eager, eager_params, _ = run(False)
+    captured, captured_params, steps = run(True)
+    assert len(steps.steps) == 2  # full chunks and the short last one
+    assert captured == pytest.approx(eager, rel=1e-4)
+    for a, b in zip(captured_params, eager_params):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_captured_run_trains_as_the_eager_run(random_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    runs = {}
+    for captured in (False, True):
+        trainer = Trainer(tiny_config(epochs=2), PianoRollFile(random_file), tmp_path / str(captured), "cuda",
+                          capture=captured)
+        assert (trainer.captured is not None) == captured
+        trainer.start()
+        runs[captured] = trainer.fit()
+    for key in ("train_elbo", "train_kl", "valid_elbo"):
+        assert [m.get(key) for m in runs[True]] == pytest.approx([m.get(key) for m in runs[False]], rel=1e-3)
+    resumed = Trainer(tiny_config(epochs=3), PianoRollFile(random_file), tmp_path / "True", "cpu")  # eager, CPU
+    with pytest.raises(Exception):
+        resumed.start(resume=True)  # another configuration (epochs): refused before touching the optimiser
