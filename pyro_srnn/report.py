@@ -203,7 +203,7 @@ def runs_report(paths) -> str:
 
 
 def _test_elbo(folder: Path):
-    """The test ELBO per frame (paper normalisation) a sweep (eval.json) or scripts/replicate.sh (test.json)
+    """The test ELBO per frame (paper normalisation) a sweep trial (eval.json) or scripts/replicate.sh (test.json)
     left in a run directory, or an empty cell."""
     for name, read in (("eval.json", lambda r: r["test_elbo"]), ("test.json", lambda r: r["elbo"]["per_sequence"])):
         if (folder / name).is_file():

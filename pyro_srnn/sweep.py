@@ -22,6 +22,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_prep.files import write_text
+
 from .config import SRNNConfig
 from .errors import SRNNError
 
@@ -347,8 +349,10 @@ def run_trial(trial, sweep: Sweep, data) -> float:
         trial.set_user_attr("error", f"{type(exc).__name__}: {exc} (traceback in {log})")
         raise TrialFailed(str(exc)) from None
     trial.set_user_attr("epochs", trainer.epoch)
-    for key, value in final_scores(trainer).items():
+    scores = final_scores(trainer)
+    for key, value in scores.items():
         trial.set_user_attr(key, value)
+    write_text(run_dir / "eval.json", json.dumps(scores))  # for srnn report, beside the run it scores
     return trainer.best_valid
 
 

@@ -81,11 +81,21 @@ case "${1:-}" in
       active_units "$dir" "docs/runs/$grid/units/$(basename "$dir").json"
     done
     ;;
-  grid)  # the poster's architecture grid (RESULTS section 4); DATA=jsb|piano, EPOCHS=20 (fewer: reduced scale)
+  grid)  # the poster's architecture grid (RESULTS section 4) as one Optuna study; DATA=jsb|piano, EPOCHS=20 (fewer:
+         # reduced scale). Start it twice (one per core, or on two machines with a shared --storage): the two
+         # processes share the study's trials
     ds=${DATA:-jsb} epochs=${EPOCHS:-20}
     name=grid-$ds; [ "$epochs" = 20 ] || name=grid-$ds-${epochs}ep
     "$SRNN" sweep --data "data/$ds-srnn.h5" --grid "a=30,300 d=30,300 z=10,100 seq-len=50,100" --epochs "$epochs" \
-      --out "runs/$name" >> "runs/$name.log" 2>&1 || { echo "FAILED $name"; exit 1; }
+      --no-prune --out "runs/$name" >> "runs/$name.log" 2>&1 || { echo "FAILED $name"; exit 1; }
+    mkdir -p "docs/runs/$name" && cp "runs/$name/results.md" "runs/$name/results.csv" "docs/runs/$name/"
+    echo "done $name"
+    ;;
+  tpe)  # RESULTS section 4: a TPE search with pruning on JSB (variant boulanger), 16 trials of 50 epochs; start it
+        # twice to search with two processes
+    name=tpe-jsb
+    "$SRNN" sweep --data data/jsb.h5 --search "z=8..128:log lr=3e-4..3e-3:log batch-size=4,8,16 elbo=analytic" \
+      --trials 16 --epochs 50 --out "runs/$name" >> "runs/$name.log" 2>&1 || { echo "FAILED $name"; exit 1; }
     mkdir -p "docs/runs/$name" && cp "runs/$name/results.md" "runs/$name/results.csv" "docs/runs/$name/"
     echo "done $name"
     ;;
@@ -101,5 +111,5 @@ case "${1:-}" in
       done
     done
     ;;
-  *) echo "usage: $0 a|b|c|d|e|units|grid|seeds" >&2; exit 2 ;;
+  *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds" >&2; exit 2 ;;
 esac
