@@ -49,10 +49,43 @@ def main():
         print(f"| {folder.name} | {r['metrics'][-1]['epoch']} | {r['config']['elbo']} | {t['elbo']['per_sequence']:.3f} | "
               f"{t['elbo']['per_sequence_stderr']:.3f} | {t['elbo']['total_frames']:.3f} | {iwae} | "
               f"{fmt(PAPER.get(ds)) if folder.name.startswith('paper') and 'srnn' in folder.name else ''} | {fmt(ref.get(ds))} |")
+    seeds_table()
     boulanger_table()
     merged_table()
     active_units_table()
     plots()
+
+
+def seed_runs(ds, variant):
+    """The paper-size runs of one dataset and variant: seed 0 (lanes a-c) and seeds 1, 2 (lane seeds)."""
+    first = {("jsb", "srnn"): "paper-jsb-srnn-analytic"}.get((ds, variant), f"paper-{ds}-{variant}")
+    names = [first] + [f"paper-{ds}-{variant}-seed{seed}" for seed in (1, 2)]
+    return [r for r in map(load, names) if r is not None]
+
+
+def mean_sd(values):
+    import statistics
+
+    if len(values) < 2:
+        return f"{values[0]:.2f} (1 seed)" if values else ""
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def seeds_table():
+    """Mean ± standard deviation over seeds of the paper-size runs (test split; d_0 = z_0 = 0, u_1 = 0)."""
+    print("\nPaper-size runs over seeds (mean ± standard deviation of the test ELBO; seeds 0, 1, 2 where run):\n")
+    print("| dataset | variant | seeds | paper norm. | total frames | IWAE K=100 (total frames) | paper |")
+    print("|---|---|---|---|---|---|---|")
+    for variant in ("srnn", "boulanger"):
+        for ds in DATASETS:
+            runs = seed_runs(ds, variant)
+            if not runs:
+                continue
+            tests = [r["test"] for r in runs]
+            iwae = [t["iwae"]["total_frames"] for t in tests if "iwae" in t]
+            print(f"| {ds} | {variant} | {len(runs)} | {mean_sd([t['elbo']['per_sequence'] for t in tests])} | "
+                  f"{mean_sd([t['elbo']['total_frames'] for t in tests])} | {mean_sd(iwae)} | "
+                  f"{fmt(PAPER[ds]) if variant == 'srnn' else ''} |")
 
 
 def boulanger_table():
