@@ -89,13 +89,13 @@ def _start_workers(spec, jobs: int):
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # no forked copies of torch's threads or the database
-    workers = [context.Process(target=_worker, args=(spec, i), daemon=True) for i in range(jobs)]
+    workers = [context.Process(target=_worker, args=(spec,), daemon=True) for _ in range(jobs)]
     for w in workers:
         w.start()
     return workers
 
 
-def _worker(spec, index: int):
+def _worker(spec):
     """A worker process: Ctrl-C is the parent's to handle (it kills the workers, whose trials are then
     retried), and a problem is one line on stderr."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -103,7 +103,7 @@ def _worker(spec, index: int):
     from pyro_srnn.sweep import work
 
     try:
-        work(spec, index)
+        work(spec)
     except SRNNError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -184,13 +184,15 @@ class Sweep:
         # Below the median of earlier trials at the same epoch, after 4 trials and the first fifth of the run
         return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=max(2, self.epochs // 5))
 
-    def sampler(self, worker: int = 0):
+    def sampler(self):
         import optuna
 
         if self.grid:
             return optuna.samplers.GridSampler(parse_grid(self.grid), seed=self.seed)
-        # each worker its own seed: the same seed would have them propose the same first trials
-        return optuna.samplers.TPESampler(n_startup_trials=max(4, self.trials // 3), seed=self.seed + worker)
+        # Unseeded: workers started with one seed (two sweep commands, two machines) would propose the same
+        # first trials. A search with several workers is not reproducible draw for draw anyway; the study
+        # records every trial.
+        return optuna.samplers.TPESampler(n_startup_trials=max(4, self.trials // 3))
 
     def suggest(self, trial) -> dict:
         if self.grid:
@@ -228,7 +230,7 @@ def open_storage(url: str, attempts: int = 5):
             time.sleep(0.5 + attempt)
 
 
-def open_study(sweep: Sweep, fingerprint: dict, worker: int = 0):
+def open_study(sweep: Sweep, fingerprint: dict):
     """The sweep's study, created on first use; a study made by another sweep (other grid, search, epochs or
     data) is refused."""
     import optuna
@@ -237,7 +239,7 @@ def open_study(sweep: Sweep, fingerprint: dict, worker: int = 0):
     Path(sweep.out_dir).mkdir(parents=True, exist_ok=True)
     storage = open_storage(sweep.storage_url)
     study = optuna.create_study(storage=storage, study_name=sweep.name, direction="maximize", load_if_exists=True,
-                                sampler=sweep.sampler(worker), pruner=sweep.pruner())
+                                sampler=sweep.sampler(), pruner=sweep.pruner())
     identity = json.loads(json.dumps(sweep.identity(fingerprint)))
     saved = study.user_attrs.get("sweep")
     if saved is None:
@@ -276,7 +278,7 @@ def unfinished_work(study, sweep: Sweep) -> str | None:
     return "wait" if TrialState.RUNNING in states else None
 
 
-def work(sweep: Sweep, worker: int = 0):
+def work(sweep: Sweep):
     """One worker: take trials from the study, one at a time, until it is done."""
     import time
 
@@ -288,7 +290,7 @@ def work(sweep: Sweep, worker: int = 0):
     if sweep.threads:
         torch.set_num_threads(sweep.threads)
     data = PianoRollFile(sweep.data_file)
-    study = open_study(sweep, data.fingerprint(), worker)
+    study = open_study(sweep, data.fingerprint())
     while (todo := unfinished_work(study, sweep)) is not None:
         if todo == "wait":
             time.sleep(POLL_SECONDS)
