@@ -201,18 +201,24 @@ class Sweep:
 
 
 def open_storage(url: str, attempts: int = 5):
-    """The study database; two sweeps that create it at the same moment race to make its tables, so the
-    loser tries again."""
+    """The study database. Two sweeps that create it at the same moment race to make its tables: on SQLite
+    they take turns under a file lock; on a server the loser tries again."""
+    import contextlib
+    import fcntl
     import time
 
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}  # workers wait for the file lock
+    sqlite = url.startswith("sqlite:///")
+    engine = {"connect_args": {"timeout": 60}} if sqlite else {}  # workers wait for the file lock
     for attempt in range(attempts):
         try:
-            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with contextlib.ExitStack() as turn, warnings.catch_warnings():
+                if sqlite and Path(url[len("sqlite:///"):]).parent.is_dir():
+                    lock = turn.enter_context(open(url[len("sqlite:///"):] + ".lock", "a"))
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats, since 2.8
                 return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS,
                                   grace_period=GRACE_SECONDS,
                                   heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
@@ -223,7 +229,7 @@ def open_storage(url: str, attempts: int = 5):
         except Exception as exc:  # sqlalchemy's errors: no server, bad URL, no permission, the race above
             if not (isinstance(exc, optuna.exceptions.OptunaError) or type(exc).__module__.startswith("sqlalchemy")):
                 raise
-            racing = any(word in str(exc) for word in ("already exists", "locked", "duplicate"))
+            racing = any(word in str(exc).lower() for word in ("already exists", "locked", "duplicate", "unique"))
             if not racing or attempt == attempts - 1:
                 raise SRNNError(f"--storage {url}: cannot open the study database "
                                 f"({str(exc).splitlines()[0]})") from None
