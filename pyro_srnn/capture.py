@@ -71,6 +71,8 @@ class StaticStep:
     def _step(self):
         """Model and guide traced at KL scale 1; the temperature multiplies the KL as a tensor, so one graph
         serves every temperature. The terms are :func:`sequence_terms`', as in the ELBO classes."""
+        from .train import clip_gradients  # train imports this module
+
         srnn, batch, c = self.srnn, self.batch, self.config
         self.optimizer.zero_grad(set_to_none=True)
         with pyro.validation_enabled(False):
@@ -81,9 +83,7 @@ class StaticStep:
         reconstruction, kl = terms.reconstruction.sum(), terms.kl.sum()
         loss = -(reconstruction - self.temperature * kl) / batch.frames
         loss.backward()
-        params = [p for p in srnn.parameters() if p.grad is not None]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
-        torch.nn.utils.clip_grad_value_(params, c.grad_clip_value)
+        grad_norm = clip_gradients(srnn, c)
         self.optimizer.step()
         d_last, z_last = guide_trace.nodes["_RETURN"]["value"]
         return torch.stack([loss.detach(), reconstruction.detach(), kl.detach(), grad_norm]), d_last.detach(), \

@@ -7,7 +7,7 @@ class TrainingDiverged(SRNNError):
 
 
 class RunBusy(SRNNError):
-    """Another process is training in this run directory. `srnn train` exits with EXIT_CODE so that a sweep
-    sharing its folder with another sweep can tell this apart from a failure and move on."""
+    """Another process is training in this run directory. `srnn train` exits with EXIT_CODE so that a script
+    can tell this apart from a failure and try again later."""
 
     EXIT_CODE = 75  # EX_TEMPFAIL of sysexits.h: try again later

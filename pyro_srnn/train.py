@@ -133,15 +133,22 @@ def svi_step(srnn: SRNN, elbo, optimizer, config: SRNNConfig, batch, temperature
         loss = (parallel or srnn)(batch, elbo, temperature, guide=guide)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    params = [p for p in srnn.parameters() if p.grad is not None]
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
-    torch.nn.utils.clip_grad_value_(params, config.grad_clip_value)
+    grad_norm = float(clip_gradients(srnn, config))
     if math.isfinite(grad_norm):
         optimizer.step()
     terms = elbo.last_terms  # the terms the loss was built from
     d_last, z_last = carried["states"]
     return loss.item(), (float(terms.reconstruction.sum()), float(terms.kl.sum())), \
         (d_last.detach(), z_last.detach()), grad_norm
+
+
+def clip_gradients(srnn: SRNN, config: SRNNConfig) -> torch.Tensor:
+    """Rescale the gradient to total norm <= max_grad_norm, then clip it element-wise (R4), on the device;
+    returns the norm before rescaling as a tensor (no host synchronisation, so a CUDA graph can hold it)."""
+    params = [p for p in srnn.parameters() if p.grad is not None]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+    torch.nn.utils.clip_grad_value_(params, config.grad_clip_value)
+    return grad_norm
 
 
 def make_optimizer(srnn: SRNN, config: SRNNConfig) -> torch.optim.Optimizer:
