@@ -37,6 +37,7 @@ active_units() {  # RUN_DIR OUT: its test evaluation with the active-unit counts
 
 PAPER="--d 300 --a 300 --z 100 --epochs 50"
 SMALL="--d 30 --a 30 --z 10 --epochs 20"
+TUNED_JSB="--d 300 --a 300 --z 8 --lr 2e-3 --epochs 50 --elbo analytic"
 
 case "${1:-}" in
   a)  # the paper's configuration on its own data (variant srnn); both ELBOs on JSB first
@@ -111,5 +112,13 @@ case "${1:-}" in
       done
     done
     ;;
-  *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds" >&2; exit 2 ;;
+  tuned)  # RESULTS sections 1-2: the TPE search's best JSB configuration (z = 8, lr = 2e-3), seeds 0-2, both variants
+    for seed in 0 1 2; do
+      run tuned-jsb-boulanger-seed$seed data/jsb.h5 100 $TUNED_JSB --seed $seed
+    done
+    for seed in 0 1 2; do
+      run tuned-jsb-srnn-seed$seed data/jsb-srnn.h5 0 $TUNED_JSB --seed $seed
+    done
+    ;;
+  *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned" >&2; exit 2 ;;
 esac
