@@ -29,7 +29,11 @@ from .common import DATASETS, DEFAULT, UserError, console, friendly_errors, numb
 @click.option("--updates", type=click.IntRange(min=0), default=DEFAULT.updates, show_default=True,
               help="Train for N updates instead of --epochs (0: off), with the paper's 50-epoch schedule in which "
                    "an epoch is N/50 updates: a small dataset can get as many updates as a large one.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULT.lr, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULT.lr, show_default=True,
+              help="Adam's learning rate while it is constant; then divided by 1.2 every epoch (docs/MODEL.md R5).")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=DEFAULT.weight_decay, show_default=True,
+              help="Decoupled weight decay (AdamW): every update shrinks each weight by lr x this (0: off, as "
+                   "the paper).")
 @click.option("--elbo", type=click.Choice(["trace", "analytic"]), default=DEFAULT.elbo, show_default=True,
               help="trace: Trace_ELBO; analytic: TraceMeanField_ELBO (analytic KL per step, as the paper).")
 @click.option("--schedule", type=click.Choice(["scaled", "fixed"]), default=DEFAULT.schedule, show_default=True,

@@ -35,6 +35,7 @@ class SRNNConfig:
     lr: float = 1e-3
     adam_betas: tuple = (0.9, 0.999)
     adam_eps: float = 1e-4
+    weight_decay: float = 0.0  # decoupled (AdamW): each update shrinks every weight by lr * weight_decay (0: the paper)
     max_grad_norm: float = 1.0  # the gradient is rescaled to this total norm ...
     grad_clip_value: float = 10.0  # ... then clipped element-wise
     lr_constant_epochs: float = 20.0  # then lr /= lr_decay every epoch
@@ -56,6 +57,8 @@ class SRNNConfig:
             problems.append("updates must be 0 (epochs decide) or positive")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             problems.append(f"lr must be a positive number, not {self.lr!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < math.inf):
+            problems.append(f"weight_decay must be a number >= 0, not {self.weight_decay!r}")
         if self.patience < 0:
             problems.append("patience must be 0 (off) or positive")
         if not 0 <= self.augment_transpose <= MAX_TRANSPOSE:

@@ -152,7 +152,8 @@ def clip_gradients(srnn: SRNN, config: SRNNConfig) -> torch.Tensor:
 
 
 def make_optimizer(srnn: SRNN, config: SRNNConfig) -> torch.optim.Optimizer:
-    return torch.optim.Adam(srnn.parameters(), lr=config.lr, betas=config.adam_betas, eps=config.adam_eps)
+    return torch.optim.Adam(srnn.parameters(), lr=config.lr, betas=config.adam_betas, eps=config.adam_eps,
+                            weight_decay=config.weight_decay, decoupled_weight_decay=True)
 
 
 @dataclass

@@ -120,5 +120,10 @@ case "${1:-}" in
       run tuned-jsb-srnn-seed$seed data/jsb-srnn.h5 0 $TUNED_JSB --seed $seed
     done
     ;;
-  *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned" >&2; exit 2 ;;
+  probe)  # RESULTS section 2: does the tuned JSB configuration's train-valid gap close with weight decay or more updates?
+    run probe-jsb-boulanger-wd0.1 data/jsb.h5 100 $TUNED_JSB --weight-decay 0.1
+    run probe-jsb-boulanger-wd1 data/jsb.h5 100 $TUNED_JSB --weight-decay 1
+    run probe-jsb-boulanger-updates900 data/jsb.h5 100 $TUNED_JSB --updates 900
+    ;;
+  *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned|probe" >&2; exit 2 ;;
 esac

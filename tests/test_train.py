@@ -236,6 +236,26 @@ def test_an_update_uses_the_gradient_rescaled_to_norm_1_then_clipped_element_wis
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
 
 
+def test_weight_decay_shrinks_every_weight_by_lr_times_decay_besides_the_adam_step():
+    """Decoupled (AdamW) decay: the same update with and without it differs by exactly -lr * decay * weight."""
+    from pyro_srnn.model import SRNN
+    from pyro_srnn.train import make_elbo, make_optimizer, svi_step
+    from tests.test_model import randomised, tiny_batch
+
+    batch, elbo = tiny_batch((9, 9)), make_elbo("trace")
+    before = randomised(SRNN(tiny_config()), seed=1).state_dict()
+    after = {}
+    for decay in (0.0, 0.5):
+        config = tiny_config(lr=0.01, weight_decay=decay)
+        srnn = SRNN(config)
+        srnn.load_state_dict(before)
+        torch.manual_seed(5)
+        svi_step(srnn, elbo, make_optimizer(srnn, config), config, batch, 0.5)
+        after[decay] = srnn.state_dict()
+    for name, weight in before.items():
+        torch.testing.assert_close(after[0.5][name] - after[0.0][name], -0.01 * 0.5 * weight, rtol=1e-4, atol=1e-7)
+
+
 def test_the_kl_temperature_follows_the_global_step_across_epochs(bach_file, tmp_path):
     config = tiny_config(epochs=3, schedule="fixed", valid_every=3)
     trainer = Trainer(config, PianoRollFile(bach_file), tmp_path / "run")
