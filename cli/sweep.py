@@ -113,6 +113,8 @@ def _show_events(study, seen: dict, progress, task):
     """One line per trial that finished since the last look; the bar counts finished trials."""
     from optuna.trial import TrialState
 
+    from pyro_srnn.sweep import trial_ended
+
     trials = study.get_trials(deepcopy=False)
     for t in trials:
         if not t.state.is_finished() or seen.get(t.number) == t.state or "duplicate_of" in t.user_attrs:
@@ -127,9 +129,7 @@ def _show_events(study, seen: dict, progress, task):
         else:
             what = f"failed   {params}  {a.get('error', '')}"
         progress.console.print(f"trial {t.number:3d} {what}")
-    # a trial failed by the heartbeat (its worker was killed) is retried, so it is not counted
-    progress.update(task, completed=sum(t.state.is_finished() and "duplicate_of" not in t.user_attrs
-                                        and (t.state != TrialState.FAIL or "error" in t.user_attrs) for t in trials))
+    progress.update(task, completed=sum(map(trial_ended, trials)))
 
 
 def _write_results(study, out_dir: Path):

@@ -261,6 +261,15 @@ class TrialFailed(Exception):
     """A trial that could not train: its reason is in the trial's ``error`` attribute."""
 
 
+def trial_ended(trial) -> bool:
+    """Whether a trial is over for good and stands in the results: finished, not a duplicate of another, and not
+    failed by the heartbeat check (such a trial's worker was killed, and a retry takes it over)."""
+    from optuna.trial import TrialState
+
+    return (trial.state.is_finished() and "duplicate_of" not in trial.user_attrs
+            and (trial.state != TrialState.FAIL or "error" in trial.user_attrs))
+
+
 def unfinished_work(study, sweep: Sweep) -> str | None:
     """What keeps a worker in the sweep: "train" while a grid point has no trial yet, a search has fewer
     finished trials than asked for, or a retried trial waits; "wait" while trials run (in this or another
@@ -277,8 +286,9 @@ def unfinished_work(study, sweep: Sweep) -> str | None:
         if any(run_name(p) not in claimed for p in grid_points(parse_grid(sweep.grid))):
             return "train"
     else:
-        finished = sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
-        failed = sum(s == TrialState.FAIL and "error" in t.user_attrs for s, t in zip(states, trials))
+        ended = [t for t in trials if trial_ended(t)]
+        failed = sum(t.state == TrialState.FAIL for t in ended)
+        finished = len(ended) - failed
         if finished + states.count(TrialState.RUNNING) < sweep.trials and failed < sweep.trials:
             return "train"
     return "wait" if TrialState.RUNNING in states else None
