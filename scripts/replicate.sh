@@ -37,7 +37,7 @@ active_units() {  # RUN_DIR OUT: its test evaluation with the active-unit counts
 
 PAPER="--d 300 --a 300 --z 100 --epochs 50"
 SMALL="--d 30 --a 30 --z 10 --epochs 20"
-TUNED_JSB="--d 300 --a 300 --z 8 --lr 2e-3 --epochs 50 --elbo analytic"
+TUNED="--d 300 --a 300 --z 8 --lr 2e-3 --epochs 50 --elbo analytic"
 
 case "${1:-}" in
   a)  # the paper's configuration on its own data (variant srnn); both ELBOs on JSB first
@@ -112,18 +112,24 @@ case "${1:-}" in
       done
     done
     ;;
-  tuned)  # RESULTS sections 1-2: the TPE search's best JSB configuration (z = 8, lr = 2e-3), seeds 0-2, both variants
-    for seed in 0 1 2; do
-      run tuned-jsb-boulanger-seed$seed data/jsb.h5 100 $TUNED_JSB --seed $seed
-    done
-    for seed in 0 1 2; do
-      run tuned-jsb-srnn-seed$seed data/jsb-srnn.h5 0 $TUNED_JSB --seed $seed
+  tuned)  # RESULTS sections 1-2: the configuration section 4's search found on JSB (z = 8, lr = 2e-3), on DATASETS (jsb),
+          # VARIANTS (boulanger srnn) and SEEDS (0 1 2)
+    for ds in ${DATASETS:-jsb}; do
+      for variant in ${VARIANTS:-boulanger srnn}; do
+        for seed in ${SEEDS:-0 1 2}; do
+          if [ "$variant" = srnn ]; then
+            run tuned-$ds-srnn-seed$seed data/$ds-srnn.h5 0 $TUNED --seed $seed
+          else
+            run tuned-$ds-boulanger-seed$seed data/$ds.h5 100 $TUNED --seed $seed
+          fi
+        done
+      done
     done
     ;;
   probe)  # RESULTS section 2: does the tuned JSB configuration's train-valid gap close with weight decay or more updates?
-    run probe-jsb-boulanger-wd0.1 data/jsb.h5 100 $TUNED_JSB --weight-decay 0.1
-    run probe-jsb-boulanger-wd1 data/jsb.h5 100 $TUNED_JSB --weight-decay 1
-    run probe-jsb-boulanger-updates900 data/jsb.h5 100 $TUNED_JSB --updates 900
+    run probe-jsb-boulanger-wd0.1 data/jsb.h5 100 $TUNED --weight-decay 0.1
+    run probe-jsb-boulanger-wd1 data/jsb.h5 100 $TUNED --weight-decay 1
+    run probe-jsb-boulanger-updates900 data/jsb.h5 100 $TUNED --updates 900
     ;;
   *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned|probe" >&2; exit 2 ;;
 esac
