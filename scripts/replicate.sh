@@ -126,7 +126,9 @@ case "${1:-}" in
       done
     done
     ;;
-  probe)  # RESULTS section 2: does the tuned JSB configuration's train-valid gap close with weight decay or more updates?
+  probe)  # RESULTS sections 1-2: on JSB, is it the learning rate or z (the paper's z with the tuned learning rate), and
+          # does the tuned configuration's train-valid gap close with weight decay or more updates?
+    run probe-jsb-srnn-z100-lr2e-3 data/jsb-srnn.h5 0 $PAPER --elbo analytic --lr 2e-3
     run probe-jsb-boulanger-wd0.1 data/jsb.h5 100 $TUNED --weight-decay 0.1
     run probe-jsb-boulanger-wd1 data/jsb.h5 100 $TUNED --weight-decay 1
     run probe-jsb-boulanger-updates900 data/jsb.h5 100 $TUNED --updates 900
