@@ -37,8 +37,9 @@ def fmt(value):
 
 
 def main():
-    print("| run | epochs | ELBO | test ELBO (paper norm.) | ± s.e. | test ELBO (total frames) | IWAE (paper / total) | paper | poster |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| run | epochs | z, lr (other changes) | ELBO | test ELBO (paper norm.) | ± s.e. | test ELBO (total frames) | "
+          "IWAE (paper / total) | paper | poster |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for folder in sorted(RUNS.iterdir()):
         r = load(folder.name)
         if r is None:
@@ -46,9 +47,14 @@ def main():
         t, ds = r["test"], folder.name.split("-")[1]
         iwae = f"{t['iwae']['per_sequence']:.2f} / {t['iwae']['total_frames']:.2f} (K={t['iwae']['k']})" if "iwae" in t else ""
         ref = POSTER_SMALL if folder.name.startswith("small") else POSTER
-        print(f"| {folder.name} | {r['metrics'][-1]['epoch']} | {r['config']['elbo']} | {t['elbo']['per_sequence']:.3f} | "
+        paper_size = folder.name.split("-")[0] in ("paper", "tuned", "probe")
+        c = r["config"]
+        changes = [f"{k.replace('_', '-')} {c[k]}" for k in ("weight_decay", "updates", "augment_transpose") if c.get(k)]
+        changes += ["schedule fixed"] if c.get("schedule") == "fixed" else []
+        setting = f"{c['z']}, {c['lr']:g}" + (f" ({', '.join(changes)})" if changes else "")
+        print(f"| {folder.name} | {r['metrics'][-1]['epoch']} | {setting} | {c['elbo']} | {t['elbo']['per_sequence']:.3f} | "
               f"{t['elbo']['per_sequence_stderr']:.3f} | {t['elbo']['total_frames']:.3f} | {iwae} | "
-              f"{fmt(PAPER.get(ds)) if folder.name.startswith('paper') and 'srnn' in folder.name else ''} | {fmt(ref.get(ds))} |")
+              f"{fmt(PAPER.get(ds)) if paper_size and '-srnn' in folder.name else ''} | {fmt(ref.get(ds))} |")
     seeds_table()
     boulanger_table()
     merged_table()
