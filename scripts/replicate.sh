@@ -16,6 +16,11 @@ run() {  # run NAME DATAFILE IWAE_K [train options...]
   echo "done $name"
 }
 
+run_on() {  # run_on NAME DATASET VARIANT [train options...]: run on the variant's data file (IWAE K = 100 on boulanger)
+  local name=$1 ds=$2 variant=$3; shift 3
+  if [ "$variant" = srnn ]; then run "$name" "data/$ds-srnn.h5" 0 "$@"; else run "$name" "data/$ds.h5" 100 "$@"; fi
+}
+
 evaluate_to() {  # OUT [srnn evaluate arguments...]: its --json output, written to OUT by rename, unless OUT exists
   local out=$1; shift
   [ -s "$out" ] && return 0
@@ -104,11 +109,7 @@ case "${1:-}" in
     variant=${VARIANT:-boulanger}
     for ds in ${DATASETS:-jsb piano nottingham muse}; do
       for seed in 1 2; do
-        if [ "$variant" = srnn ]; then
-          run paper-$ds-srnn-seed$seed data/$ds-srnn.h5 0 $PAPER --elbo analytic --seed $seed
-        else
-          run paper-$ds-boulanger-seed$seed data/$ds.h5 100 $PAPER --elbo analytic --seed $seed
-        fi
+        run_on paper-$ds-$variant-seed$seed $ds $variant $PAPER --elbo analytic --seed $seed
       done
     done
     ;;
@@ -117,11 +118,7 @@ case "${1:-}" in
     for ds in ${DATASETS:-jsb}; do
       for variant in ${VARIANTS:-boulanger srnn}; do
         for seed in ${SEEDS:-0 1 2}; do
-          if [ "$variant" = srnn ]; then
-            run tuned-$ds-srnn-seed$seed data/$ds-srnn.h5 0 $TUNED --seed $seed
-          else
-            run tuned-$ds-boulanger-seed$seed data/$ds.h5 100 $TUNED --seed $seed
-          fi
+          run_on tuned-$ds-$variant-seed$seed $ds $variant $TUNED --seed $seed
         done
       done
     done
