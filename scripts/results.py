@@ -1,6 +1,7 @@
 """Tables and KL plots for docs/RESULTS.md, from the run records under docs/runs/ (written by
 scripts/replicate.sh). Usage: .venv/bin/python scripts/results.py  (prints markdown, writes docs/kl_*.png)."""
 import json
+import statistics
 from pathlib import Path
 
 from pyro_srnn.runs import RunDir
@@ -62,9 +63,6 @@ def main():
     plots()
 
 
-TUNED = "z = 8, lr = 2e-3"  # the configuration section 4's search found on JSB (lane tuned)
-
-
 def seed_runs(ds, variant, tuned=False):
     """The paper-size runs of one dataset and variant over seeds 0, 1, 2: the paper's configuration (seed 0 from
     lanes a-c, seeds 1, 2 from lane seeds) or, with ``tuned``, the one tuned on JSB (lane tuned)."""
@@ -76,17 +74,12 @@ def seed_runs(ds, variant, tuned=False):
     return [r for r in map(load, names) if r is not None]
 
 
-def seeds_mean(ds, variant, measure="elbo", normalisation="total_frames", tuned=False):
-    """The mean over seeds of one test measure, or None where no run has it."""
-    import statistics
-
-    values = [r["test"][measure][normalisation] for r in seed_runs(ds, variant, tuned) if measure in r["test"]]
-    return statistics.mean(values) if values else None
+def seed_values(runs, measure="elbo", normalisation="total_frames"):
+    """One test measure of each run that has it (the IWAE bound only where it was computed)."""
+    return [r["test"][measure][normalisation] for r in runs if measure in r["test"]]
 
 
 def mean_sd(values):
-    import statistics
-
     if len(values) < 2:
         return f"{values[0]:.2f} (1 seed)" if values else ""
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
@@ -103,11 +96,11 @@ def seeds_table():
                 runs = seed_runs(ds, variant, tuned)
                 if not runs:
                     continue
-                tests = [r["test"] for r in runs]
-                iwae = [t["iwae"]["total_frames"] for t in tests if "iwae" in t]
-                print(f"| {ds} | {variant} | {TUNED if tuned else 'paper'} | {len(runs)} | "
-                      f"{mean_sd([t['elbo']['per_sequence'] for t in tests])} | "
-                      f"{mean_sd([t['elbo']['total_frames'] for t in tests])} | {mean_sd(iwae)} | "
+                c = runs[0]["config"]
+                label = f"z = {c['z']}, lr = {c['lr']:.0e}".replace("e-0", "e-") if tuned else "paper"
+                print(f"| {ds} | {variant} | {label} | {len(runs)} | "
+                      f"{mean_sd(seed_values(runs, normalisation='per_sequence'))} | "
+                      f"{mean_sd(seed_values(runs))} | {mean_sd(seed_values(runs, 'iwae'))} | "
                       f"{fmt(PAPER[ds]) if variant == 'srnn' else ''} |")
 
 
@@ -118,9 +111,9 @@ def boulanger_table():
     print("|---|---|---|---|---|---|")
     for label, tuned in (("SRNN, ours", False), ("SRNN, ours, tuned", True)):
         for measure, what in (("elbo", "ELBO"), ("iwae", "IWAE bound, K = 100")):
-            means = {ds: seeds_mean(ds, "boulanger", measure, tuned=tuned) for ds in DATASETS}
-            if any(m is not None for m in means.values()):
-                cells = " | ".join("" if means[ds] is None else f"{means[ds]:.2f}" for ds in DATASETS)
+            values = {ds: seed_values(seed_runs(ds, "boulanger", tuned), measure) for ds in DATASETS}
+            if any(values.values()):
+                cells = " | ".join(f"{statistics.mean(values[ds]):.2f}" if values[ds] else "" for ds in DATASETS)
                 print(f"| {label} | {cells} | {what} (total frames) |")
     for name, (values, what) in BOULANGER.items():
         print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {what} |")
