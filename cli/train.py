@@ -34,6 +34,9 @@ from .common import DATASETS, DEFAULT, UserError, console, friendly_errors, numb
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=DEFAULT.weight_decay, show_default=True,
               help="Decoupled weight decay (AdamW): every update shrinks each weight by lr x this (0: off, as "
                    "the paper).")
+@click.option("--dropout", type=click.FloatRange(min=0, max=1, max_open=True), default=DEFAULT.dropout,
+              show_default=True, help="Dropout rate in training on the embedding e(.) and the emission's hidden "
+                                      "layer (0: off, as the paper).")
 @click.option("--elbo", type=click.Choice(["trace", "analytic"]), default=DEFAULT.elbo, show_default=True,
               help="trace: Trace_ELBO; analytic: TraceMeanField_ELBO (analytic KL per step, as the paper).")
 @click.option("--schedule", type=click.Choice(["scaled", "fixed"]), default=DEFAULT.schedule, show_default=True,

@@ -36,6 +36,7 @@ class SRNNConfig:
     adam_betas: tuple = (0.9, 0.999)
     adam_eps: float = 1e-4
     weight_decay: float = 0.0  # decoupled (AdamW): each update shrinks every weight by lr * weight_decay (0: the paper)
+    dropout: float = 0.0  # in training, on the embedding e(.) and the emission's hidden layer (0: the paper)
     max_grad_norm: float = 1.0  # the gradient is rescaled to this total norm ...
     grad_clip_value: float = 10.0  # ... then clipped element-wise
     lr_constant_epochs: float = 20.0  # then lr /= lr_decay every epoch
@@ -59,6 +60,8 @@ class SRNNConfig:
             problems.append(f"lr must be a positive number, not {self.lr!r}")
         if not (isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < math.inf):
             problems.append(f"weight_decay must be a number >= 0, not {self.weight_decay!r}")
+        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            problems.append(f"dropout must be a probability in [0, 1), not {self.dropout!r}")
         if self.patience < 0:
             problems.append("patience must be 0 (off) or positive")
         if not 0 <= self.augment_transpose <= MAX_TRANSPOSE:

@@ -7,6 +7,9 @@
     (M5) a_t           = backward GRU over [d_t, e(x_t)]          inference path
     (M6) q(z_t | .)    = N(mu_p + dmu_q, exp(lv_q) + 1e-6), dmu_q, lv_q = MLPs([a_t, z_{t-1}])
          f(x)          = clip(leaky_relu(x, 1/3), -3, 3)
+
+With ``dropout`` p > 0 (not in the paper), training drops units of e(.) and of the emission MLP's hidden layer,
+the connections that do not recur; evaluation and sampling use the whole networks.
 """
 from __future__ import annotations
 
@@ -63,16 +66,23 @@ def _glorot_normal_(weight: torch.Tensor, fan_in: int, fan_out: int):
         weight.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)))
 
 
+def dropped(h: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Dropout with rate p while training; p = 0 (the paper) leaves h untouched without drawing a mask."""
+    return F.dropout(h, p, training) if p and training else h
+
+
 class Embedding(nn.Module):
     """The deterministic feature map e(v) = f(W2 f(W1 v + b1) + b2) applied to u_t and to x_t."""
 
-    def __init__(self, x_dim: int, hidden: int):
+    def __init__(self, x_dim: int, hidden: int, dropout: float = 0.0):
         super().__init__()
         self.layer1 = nn.Linear(x_dim, hidden)
         self.layer2 = nn.Linear(hidden, hidden)
+        self.dropout = dropout
 
     def forward(self, v):
-        return clipped_leaky_relu(self.layer2(clipped_leaky_relu(self.layer1(v))))
+        e = clipped_leaky_relu(self.layer2(clipped_leaky_relu(self.layer1(v))))
+        return dropped(e, self.dropout, self.training)
 
 
 class GaussianMLPs(nn.Module):
@@ -112,13 +122,15 @@ class GaussianMLPs(nn.Module):
 class Emission(nn.Module):
     """p(x_t | z_t, d_t) = prod_k Bernoulli(sigmoid(MLP([d_t, z_t])_k)); returns the logits."""
 
-    def __init__(self, d_dim: int, z_dim: int, hidden: int, x_dim: int):
+    def __init__(self, d_dim: int, z_dim: int, hidden: int, x_dim: int, dropout: float = 0.0):
         super().__init__()
         self.layer1 = nn.Linear(d_dim + z_dim, hidden)
         self.out = nn.Linear(hidden, x_dim)
+        self.dropout = dropout
 
     def forward(self, d, z):
-        return self.out(clipped_leaky_relu(self.layer1(torch.cat([d, z], dim=-1))))
+        h = clipped_leaky_relu(self.layer1(torch.cat([d, z], dim=-1)))
+        return self.out(dropped(h, self.dropout, self.training))
 
 
 class FilteringPath(nn.Module):
@@ -155,7 +167,7 @@ class SRNN(nn.Module):
         super().__init__()
         c = config
         self.config = c
-        self.embed = Embedding(c.x_dim, c.hidden)
+        self.embed = Embedding(c.x_dim, c.hidden, c.dropout)
         self.gru_d = nn.GRU(c.hidden, c.d, batch_first=True)
         if c.filtering:
             self.filtering_path = FilteringPath(c.d + c.hidden, c.hidden, c.a)
@@ -163,7 +175,7 @@ class SRNN(nn.Module):
             self.gru_a = nn.GRU(c.d + c.hidden, c.a, batch_first=True)
         self.prior = GaussianMLPs(c.d, c.z, c.hidden)
         self.posterior = GaussianMLPs(c.a, c.z, c.hidden)
-        self.emission = Emission(c.d, c.z, c.hidden, c.x_dim)
+        self.emission = Emission(c.d, c.z, c.hidden, c.x_dim, c.dropout)
         self.reset_parameters()
 
     def reset_parameters(self):

@@ -247,7 +247,8 @@ def test_5_evaluation_of_one_sequence_writes_strict_json_and_an_empty_split_is_r
 @pytest.mark.parametrize("grid, words", [("z=4 z=8", "given twice"), ("z=0", "z must be positive"),
                                          ("elbo=bogus", "elbo must be"), ("lr=nan", "lr must be"),
                                          ("augment-transpose=1000", "augment_transpose"),
-                                         ("weight-decay=-0.1", "weight_decay must be")])
+                                         ("weight-decay=-0.1", "weight_decay must be"),
+                                         ("dropout=1", "dropout must be")])
 def test_6_a_bad_grid_is_refused_before_any_run_starts(trained, tmp_path, grid, words):
     _, data = trained
     out = tmp_path / "sweep"

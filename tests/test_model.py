@@ -150,3 +150,46 @@ def test_ablations_build_and_differ():
     _, guide_trace_residual = traces(srnn, batch)
     assert not torch.allclose(guide_trace.nodes["z_2"]["fn"].mean, guide_trace_residual.nodes["z_2"]["fn"].mean)
     assert base.residual
+
+
+def test_dropout_drops_the_embedding_and_emission_units_in_training_only():
+    p = 0.4
+    torch.manual_seed(3)
+    srnn = randomised(SRNN(tiny_config(hidden=400, dropout=p)), 3)
+    g = torch.Generator().manual_seed(3)
+    v, d, z = (torch.rand(6, 10, n, generator=g) for n in (88, 6, 3))
+    hidden = []
+    srnn.emission.out.register_forward_pre_hook(lambda module, args: hidden.append(args[0].detach()))
+    units = {}
+    for mode in ("eval", "train"):
+        srnn.train(mode == "train")
+        hidden.clear()
+        srnn.emission(d, z)
+        units[mode] = {"embed": srnn.embed(v).detach(), "emission": hidden[0]}
+    for name in ("embed", "emission"):
+        whole, kept = units["eval"][name], units["train"][name]
+        live = whole != 0
+        dropped = (kept == 0) & live
+        # inverted dropout: each unit is dropped, or kept and scaled by 1 / (1 - p)
+        torch.testing.assert_close(kept[~dropped], whole[~dropped] / (1 - p))
+        rate = float(dropped.sum() / live.sum())
+        assert abs(rate - p) < 4 * (p * (1 - p) / float(live.sum())) ** 0.5, (name, rate)
+    # evaluation uses the whole networks: the ELBO of the same weights without dropout
+    batch = tiny_batch()
+    srnn.eval()
+    pyro.set_rng_seed(4)
+    with_option = float(make_elbo("analytic").differentiable_loss(srnn.model, srnn.guide, batch))
+    srnn.embed.dropout = srnn.emission.dropout = 0.0
+    pyro.set_rng_seed(4)
+    assert float(make_elbo("analytic").differentiable_loss(srnn.model, srnn.guide, batch)) == with_option
+    srnn.train()
+    pyro.set_rng_seed(4)
+    assert float(make_elbo("analytic").differentiable_loss(srnn.model, srnn.guide, batch)) == with_option
+
+
+def test_no_dropout_draws_no_random_numbers_in_training():
+    srnn = randomised(SRNN(tiny_config()))  # dropout 0, the paper: training must be exactly as without the option
+    srnn.train()
+    state = torch.random.get_rng_state()
+    srnn.embed(torch.rand(2, 5, 88, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(torch.random.get_rng_state(), state)
