@@ -50,7 +50,7 @@ def main():
         ref = POSTER_SMALL if folder.name.startswith("small") else POSTER
         paper_size = folder.name.split("-")[0] in ("paper", "tuned", "probe")
         c = r["config"]
-        changes = [f"{k.replace('_', '-')} {c[k]}" for k in ("weight_decay", "updates", "augment_transpose") if c.get(k)]
+        changes = [f"{k.replace('_', '-')} {c[k]}" for k in ("weight_decay", "dropout", "updates", "augment_transpose") if c.get(k)]
         changes += ["schedule fixed"] if c.get("schedule") == "fixed" else []
         setting = f"{c['z']}, {c['lr']:g}" + (f" ({', '.join(changes)})" if changes else "")
         print(f"| {folder.name} | {r['metrics'][-1]['epoch']} | {setting} | {c['elbo']} | {t['elbo']['per_sequence']:.3f} | "
