@@ -181,8 +181,11 @@ class Sweep:
 
         if not self.prune:
             return optuna.pruners.NopPruner()
-        # Below the median of earlier trials at the same epoch, after 4 trials and the first fifth of the run
-        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=max(2, self.epochs // 5))
+        # Below the median of earlier trials at the same epoch, after 4 trials and the KL warm-up: until the KL
+        # temperature reaches 1 trials optimise different objectives, and with the batch size searched an epoch
+        # is a different number of updates, so early curves cross (a fifth of the run pruned good trials).
+        warmup = math.ceil(SRNNConfig(epochs=self.epochs).effective_kl_anneal_epochs)
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=max(2, warmup))
 
     def sampler(self):
         import optuna

@@ -99,8 +99,8 @@ def test_two_sweep_processes_share_one_study_and_train_each_point_once(bach_file
         assert len((out / run / "metrics.jsonl").read_text().splitlines()) == 1
 
 
-def _search(bach_file, out, prune=True, trials=5):
-    return Sweep(data_file=str(bach_file), out_dir=str(out), epochs=4, search=f"z=2..3 valid-every=1 {TINY}",
+def _search(bach_file, out, prune=True, trials=5, epochs=4):
+    return Sweep(data_file=str(bach_file), out_dir=str(out), epochs=epochs, search=f"z=2..3 valid-every=1 {TINY}",
                  trials=trials, prune=prune, threads=1)
 
 
@@ -114,23 +114,23 @@ def _add_good_trials(study, search: str, n=4):
                          for k, d in space.items()}
         study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, value=-1.0, params=params,
                                                   distributions=distributions, user_attrs={"run": f"good{i}"},
-                                                  intermediate_values={e: -1.0 for e in range(1, 5)}))
+                                                  intermediate_values={e: -1.0 for e in range(1, 11)}))
 
 
 @pytest.mark.parametrize("prune", [True, False])
 def test_a_trial_far_behind_is_pruned_and_marked_so(bach_file, tmp_path, prune):
-    spec = _search(bach_file, tmp_path / "search", prune)
+    spec = _search(bach_file, tmp_path / "search", prune, epochs=10)
     study = open_study(spec, PianoRollFile(bach_file).fingerprint())
     _add_good_trials(study, spec.search)
     work(spec)
     trial = trials_of(spec.out_dir, "search")[-1]
     epochs = len((Path(spec.out_dir) / trial.user_attrs["run"] / "metrics.jsonl").read_text().splitlines())
-    if prune:  # stopped at the first epoch the pruner may judge (the first fifth of the run is left alone)
-        assert trial.state == TrialState.PRUNED and epochs == 2 and trial.user_attrs["epochs"] == 2
+    if prune:  # stopped at the first epoch the pruner may judge: the KL warm-up (4 of 10 epochs) is left alone
+        assert trial.state == TrialState.PRUNED and epochs == 4 and trial.user_attrs["epochs"] == 4
         rows = sweeps.study_rows(optuna.load_study(study_name="search", storage=spec.storage_url), spec.out_dir)
         assert [r["state"] for r in rows if r["run"] == trial.user_attrs["run"]] == ["pruned"]
     else:
-        assert trial.state == TrialState.COMPLETE and epochs == 4
+        assert trial.state == TrialState.COMPLETE and epochs == 10
 
 
 def test_a_killed_workers_trial_is_retried_from_its_last_checkpoint(bach_file, tmp_path, monkeypatch):
