@@ -89,11 +89,6 @@ class RunDir:
         kept = [m for m in self.metrics() if m.get("epoch", 0) <= epochs_done]
         write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in kept))
 
-    def is_finished(self, epochs: int) -> bool:
-        rows = self.metrics()
-        return self.last.exists() and bool(rows) and (rows[-1].get("epoch", 0) >= epochs
-                                                      or rows[-1].get("stopped_early", False))
-
     def remove_stale_temporaries(self):
         remove_stale_temporaries(self.config_path, self.metrics_path, self.last, self.best)
 
