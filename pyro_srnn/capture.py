@@ -25,8 +25,10 @@ from .elbo import sequence_terms
 from .model import SRNN, Batch, Paths
 
 
-def capture_problem(device: torch.device, processes: int = 1) -> str | None:
+def capture_problem(device: torch.device, processes: int = 1, config=None) -> str | None:
     """Why the step cannot be captured here, or None when it can."""
+    if config is not None and config.iwae_particles:
+        return "the captured step trains on an ELBO, not on the importance-weighted bound"
     if device.type != "cuda":
         return "CUDA graph capture needs a CUDA device"
     if processes > 1:
@@ -79,7 +81,7 @@ class StaticStep:
             paths = Paths(srnn, batch)
             guide_trace = poutine.trace(srnn.guide).get_trace(batch, 1.0, paths)
             model_trace = poutine.trace(poutine.replay(srnn.model, trace=guide_trace)).get_trace(batch, 1.0, paths)
-        terms = sequence_terms(model_trace, guide_trace, c.elbo)
+        terms = sequence_terms(model_trace, guide_trace, c.kl_form)
         reconstruction, kl = terms.reconstruction.sum(), terms.kl.sum()
         loss = -(reconstruction - self.temperature * kl) / batch.frames
         loss.backward()

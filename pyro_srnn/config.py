@@ -46,7 +46,7 @@ class SRNNConfig:
     schedule: str = "scaled"  # "scaled": runs shorter than 50 epochs keep the proportions; "fixed": as written
     valid_every: int = 2  # epochs between validation ELBOs
     patience: int = 0  # stop after this many validations without a new best (0: train every epoch)
-    elbo: str = "trace"  # "trace": Trace_ELBO; "analytic": TraceMeanField_ELBO (the paper's analytic KL)
+    elbo: str = "trace"  # "trace": Trace_ELBO; "analytic": TraceMeanField_ELBO (the paper's analytic KL); "iwae:K"
     augment_transpose: int = 0  # semitones of random transposition of training chunks (0: off)
     seed: int = 0
 
@@ -66,8 +66,9 @@ class SRNNConfig:
             problems.append("patience must be 0 (off) or positive")
         if not 0 <= self.augment_transpose <= MAX_TRANSPOSE:
             problems.append(f"augment_transpose must be 0..{MAX_TRANSPOSE} semitones, not {self.augment_transpose}")
-        if self.elbo not in ("trace", "analytic"):
-            problems.append(f"elbo must be 'trace' or 'analytic', not {self.elbo!r}")
+        kind, _, particles = str(self.elbo).partition(":")
+        if not (self.elbo in ("trace", "analytic") or kind == "iwae" and particles.isdigit() and int(particles) >= 2):
+            problems.append(f"elbo must be 'trace', 'analytic' or 'iwae:K' with K >= 2 particles, not {self.elbo!r}")
         if self.schedule not in ("scaled", "fixed"):
             problems.append(f"schedule must be 'scaled' or 'fixed', not {self.schedule!r}")
         if not 0 < self.kl_start <= 1:
@@ -76,6 +77,18 @@ class SRNNConfig:
             from .errors import SRNNError
 
             raise SRNNError("invalid configuration: " + "; ".join(problems))
+
+    @property
+    def iwae_particles(self) -> int:
+        """K of an importance-weighted training bound (elbo 'iwae:K'); 0 when training on an ELBO."""
+        kind, _, particles = self.elbo.partition(":")
+        return int(particles) if kind == "iwae" else 0
+
+    @property
+    def kl_form(self) -> str:
+        """How validation (and a captured step) computes the ELBO's KL part: the trained ELBO's own form, and the
+        analytic KL for a run trained on the importance-weighted bound."""
+        return "trace" if self.elbo == "trace" else "analytic"
 
     # The paper's schedules are for 50 epochs; by default shorter runs keep their proportions (40% warm-up).
     # A run of N updates follows the paper's 50-epoch schedule as written, with an epoch of N/50 updates.

@@ -13,6 +13,7 @@ with it.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -105,6 +106,10 @@ class _StackedChain:
 
     last_terms = None
 
+    def carried(self, states):
+        """The guide's final states (d_T, z_T), as the next chunk of each stream starts from them."""
+        return states
+
     def _get_trace(self, model, guide, args, kwargs):
         if is_validation_enabled():
             return super()._get_trace(model, guide, args, kwargs)
@@ -136,6 +141,40 @@ class StackedTraceMeanField_ELBO(_StackedChain, TraceMeanField_ELBO):
     """TraceMeanField_ELBO: - KL(q(z_t | .) || p(z_t | .)), analytic given the sampled z_{t-1}."""
 
     KL = "analytic"
+
+
+class StackedIWAE(_StackedChain, Trace_ELBO):
+    """The importance-weighted bound of Burda et al. (2016) as the training objective: per sequence,
+    log (1/K) sum_k w_k with log w_k = log p(x, z_k) - log q(z_k | x) at K draws z_k ~ q, and the KL
+    temperature on the z terms of each log w_k as on the ELBO's. The K particles are K consecutive copies of
+    every sequence in the batch (:meth:`pyro_srnn.model.Batch.repeated`), so one pass draws them all.
+    ``last_terms`` are the particles' mean ELBO terms per sequence."""
+
+    KL = "trace"
+
+    def __init__(self, particles: int):
+        super().__init__()
+        self.particles = particles
+        self.last_log_weights = None
+
+    def _differentiable_loss_particle(self, model_trace, guide_trace):
+        chain = _stacked_chain(model_trace, guide_trace)
+        if chain is None:
+            raise ValueError("StackedIWAE needs latent sites that form a chain of diagonal Normals")
+        terms = sequence_terms(model_trace, guide_trace, self.KL, chain)
+        by_particle = [t.view(-1, self.particles) for t in terms]  # (sequences, K)
+        log_w = by_particle[0] - by_particle[2]  # annealed: the temperature scales the z terms
+        self.last_log_weights = log_w.detach()
+        self.last_terms = SequenceTerms(*(t.detach().mean(1) for t in by_particle))
+        bound = (torch.logsumexp(log_w, 1) - math.log(self.particles)).sum()
+        return -float(bound.detach()), -bound
+
+    def carried(self, states):
+        """Each stream goes on from one of its particles, drawn in proportion to its importance weight (the
+        draw from q that importance resampling turns into a draw from the bound's better posterior)."""
+        pick = torch.distributions.Categorical(logits=self.last_log_weights).sample()
+        rows = torch.arange(len(pick), device=pick.device) * self.particles + pick
+        return tuple(s[rows] for s in states)
 
 
 PYRO_ELBOS = {"trace": Trace_ELBO, "analytic": TraceMeanField_ELBO}

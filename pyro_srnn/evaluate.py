@@ -15,7 +15,7 @@ import torch
 from pyro import poutine
 
 from .batching import length_batches, padded, to_batch
-from .elbo import STACKED_ELBOS, SequenceTerms, sequence_terms
+from .elbo import STACKED_ELBOS, SequenceTerms, StackedIWAE, sequence_terms
 from .errors import SRNNError
 from .numerics import denormals_flushed
 from .model import SRNN, Batch, Paths
@@ -114,5 +114,7 @@ def score_sequences(srnn: SRNN, sequences, kl_form: str = "analytic", samples: i
 
 def make_elbo(kind: str):
     """'trace': Trace_ELBO (KL by sampling); 'analytic': TraceMeanField_ELBO (analytic KL per step); each
-    with the z_t terms summed over the stacked steps (:mod:`pyro_srnn.elbo`)."""
-    return STACKED_ELBOS[kind]()
+    with the z_t terms summed over the stacked steps (:mod:`pyro_srnn.elbo`). 'iwae:K': the importance-weighted
+    bound with K particles."""
+    name, _, particles = kind.partition(":")
+    return StackedIWAE(int(particles)) if name == "iwae" else STACKED_ELBOS[kind]()

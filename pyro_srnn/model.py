@@ -54,6 +54,12 @@ class Batch:
     def frames(self) -> torch.Tensor:
         return self.mask.sum()
 
+    def repeated(self, copies: int) -> "Batch":
+        """Every sequence ``copies`` times in a row (the particles of importance-weighted training)."""
+        if copies == 1:
+            return self
+        return Batch(*(getattr(self, k).repeat_interleave(copies, 0) for k in ("x", "u", "mask", "d0", "z0")))
+
     def to(self, device) -> "Batch":
         return Batch(*(getattr(self, k).to(device) for k in ("x", "u", "mask", "d0", "z0")))
 
@@ -221,8 +227,10 @@ class SRNN(nn.Module):
         computes it, with the z-independent paths computed once for model and guide. ``guide`` may wrap this
         SRNN's own to read what it returns. Being the module's forward lets DistributedDataParallel see the
         whole step."""
+        frames = batch.frames
+        batch = batch.repeated(getattr(elbo, "particles", 1))  # an importance-weighted bound's K particles
         paths = Paths(self, batch)
-        return elbo.differentiable_loss(self.model, guide or self.guide, batch, kl_scale, paths) / batch.frames
+        return elbo.differentiable_loss(self.model, guide or self.guide, batch, kl_scale, paths) / frames
 
     def model(self, batch: Batch, kl_scale: float = 1.0, paths: "Paths | None" = None):
         """p(x, z | u) = prod_t p(x_t | z_t, d_t) p(z_t | z_{t-1}, d_t)."""

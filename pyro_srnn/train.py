@@ -137,7 +137,7 @@ def svi_step(srnn: SRNN, elbo, optimizer, config: SRNNConfig, batch, temperature
     if math.isfinite(grad_norm):
         optimizer.step()
     terms = elbo.last_terms  # the terms the loss was built from
-    d_last, z_last = carried["states"]
+    d_last, z_last = elbo.carried(carried["states"])
     return loss.item(), (float(terms.reconstruction.sum()), float(terms.kl.sum())), \
         (d_last.detach(), z_last.detach()), grad_norm
 
@@ -188,7 +188,7 @@ class Trainer:
         self.np_rng = np.random.default_rng(config.seed)  # shared: augmentation shifts are drawn for all streams
         self.parallel = torch.nn.parallel.DistributedDataParallel(self.srnn) if self.world > 1 else None
         self.optimizer = make_optimizer(self.srnn, config)
-        self.capture_problem = capture_problem(self.device, self.world) if capture else None
+        self.capture_problem = capture_problem(self.device, self.world, config) if capture else None
         self.captured = CapturedSteps(self.srnn, self.optimizer, config, self.device) \
             if capture and self.capture_problem is None else None
         make_capturable(self.optimizer, self.captured is not None, self.device)
@@ -397,6 +397,6 @@ class Trainer:
         """Validation ELBO per frame on full sequences, the paper's normalisation."""
         if self.hooks.validation_start:
             self.hooks.validation_start(sum(len(s) for s in self.valid))
-        scores = score_sequences(self.srnn, self.valid, kl_form=self.config.elbo, device=self.device,
+        scores = score_sequences(self.srnn, self.valid, kl_form=self.config.kl_form, device=self.device,
                                  on_batch=self.hooks.validation_step)
         return scores.per_frame()["per_sequence"]

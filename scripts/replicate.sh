@@ -124,12 +124,14 @@ case "${1:-}" in
     done
     ;;
   probe)  # RESULTS sections 1-2: on JSB, is it the learning rate or z (the paper's z with the tuned learning rate), and
-          # does the tuned configuration's train-valid gap close with weight decay, more updates or dropout?
+          # does the tuned configuration's train-valid gap close with weight decay, more updates, dropout or training on
+          # the importance-weighted bound?
     run probe-jsb-srnn-z100-lr2e-3 data/jsb-srnn.h5 0 $PAPER --elbo analytic --lr 2e-3
     run probe-jsb-boulanger-wd0.1 data/jsb.h5 100 $TUNED --weight-decay 0.1
     run probe-jsb-boulanger-wd1 data/jsb.h5 100 $TUNED --weight-decay 1
     run probe-jsb-boulanger-updates900 data/jsb.h5 100 $TUNED --updates 900
     for p in 0.1 0.3 0.5; do run probe-jsb-boulanger-dropout$p data/jsb.h5 100 $TUNED --dropout $p; done
+    run probe-jsb-boulanger-iwae4 data/jsb.h5 100 $TUNED --elbo iwae:4
     ;;
   *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned|probe" >&2; exit 2 ;;
 esac

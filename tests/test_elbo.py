@@ -54,3 +54,55 @@ def test_other_models_take_pyros_per_site_code(kind):
         with pyro.validation_enabled(False):
             losses.append(elbo.differentiable_loss(model, guide).item())
     assert losses[0] == pytest.approx(losses[1], rel=1e-12)
+
+
+def test_iwae_training_loss_is_the_log_mean_importance_weight_of_each_sequences_particles():
+    import math
+
+    from pyro_srnn.evaluate import log_weight, make_elbo
+
+    torch.manual_seed(4)
+    srnn = randomised(SRNN(tiny_config()), 4).double()
+    b = tiny_batch((8, 3, 6), 4)
+    batch = type(b)(b.x.double(), b.u.double(), b.mask, b.d0.double(), b.z0.double())
+    k = 5
+    elbo = make_elbo(f"iwae:{k}")
+    for temperature in (1.0, 0.3):
+        pyro.set_rng_seed(11)
+        with pyro.validation_enabled(False):
+            loss = srnn(batch, elbo, temperature)  # per frame of the three sequences
+        # by hand, from the same draws: K copies of each sequence in a row, log w = log p(x, z) - log q(z | x),
+        # with the temperature on the z terms
+        pyro.set_rng_seed(11)
+        copies = batch.repeated(k)
+        from pyro_srnn.evaluate import batch_scores
+        with torch.no_grad():
+            terms = batch_scores(srnn, copies, "trace")
+        log_w = (terms.reconstruction - temperature * terms.kl).view(3, k)
+        bound = torch.logsumexp(log_w, 1) - math.log(k)
+        assert loss.item() == pytest.approx(-bound.sum().item() / float(batch.frames), rel=1e-10)
+        if temperature == 1.0:  # at T = 1 these are the evaluation's importance weights
+            pyro.set_rng_seed(11)
+            with torch.no_grad():
+                torch.testing.assert_close(log_weight(srnn, copies).view(3, k), log_w)
+        # training reports the particles' mean ELBO, which the bound is above (Jensen)
+        mean_elbo = (terms.reconstruction - terms.kl).view(3, k).mean(1)
+        torch.testing.assert_close(elbo.last_terms.reconstruction - elbo.last_terms.kl, mean_elbo)
+        assert (bound >= (terms.reconstruction - temperature * terms.kl).view(3, k).mean(1)).all()
+
+
+def test_iwae_training_carries_each_streams_state_from_a_particle_drawn_by_its_weight():
+    from pyro_srnn.elbo import StackedIWAE
+
+    elbo = StackedIWAE(3)
+    # stream 0: particle 2 holds all the weight; stream 1: particle 0
+    elbo.last_log_weights = torch.tensor([[-1e9, -1e9, 0.0], [0.0, -1e9, -1e9]])
+    d = torch.arange(6.0).unsqueeze(1)  # row = stream * 3 + particle
+    z = -torch.arange(6.0).unsqueeze(1)
+    d_next, z_next = elbo.carried((d, z))
+    assert d_next.flatten().tolist() == [2.0, 3.0] and z_next.flatten().tolist() == [-2.0, -3.0]
+    # equal weights: every particle is drawn, about equally often
+    elbo.last_log_weights = torch.zeros(1, 3)
+    torch.manual_seed(0)
+    picks = torch.tensor([int(elbo.carried((d[:3],))[0]) for _ in range(3000)])
+    assert all(abs((picks == p).float().mean().item() - 1 / 3) < 0.04 for p in range(3))
