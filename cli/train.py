@@ -148,7 +148,7 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, 
     console.print(f"run [bold]{run_dir}[/bold]: {data.dataset} ({data.path}), d={config.d} a={config.a} "
                   f"z={config.z}, {trainer.config.epochs} epochs"
                   + (f" ({config.updates} updates)" if config.updates else "")
-                  + f", {config.elbo} ELBO, device {trainer.device}"
+                  + f", {config.elbo} {'bound' if config.iwae_particles else 'ELBO'}, device {trainer.device}"
                   + (f", resumed after epoch {trainer.epoch}" if trainer.epoch else ""))
     with progress:
         trainer.fit()
