@@ -103,7 +103,7 @@ def parse_search(text: str) -> dict:
         if key in space:
             raise SRNNError(f"--search: {key} is given twice")
         kind = GRID_KEYS[key]
-        spec, *flags = spec.split(":")
+        spec, *flags = spec.split(":") if ".." in spec else (spec,)  # a choice may hold a colon: elbo=iwae:4
         if set(flags) - {"log", "int"} or ("int" in flags and kind is not int):
             raise SRNNError(f"--search: {part!r}: after the range only :log, and :int for an integer field")
         low, sep, high = spec.partition("..")
@@ -139,7 +139,7 @@ def point_config(point: dict, epochs: int | None = None) -> SRNNConfig:
 
 
 def run_name(point: dict) -> str:
-    return "-".join(f"{k}{v}" for k, v in point.items())
+    return "-".join(f"{k}{v}" for k, v in point.items()).replace(":", "")  # elbo=iwae:4 -> elboiwae4
 
 
 # ----------------------------------------------------------------------------- the study

@@ -42,15 +42,17 @@ def test_grid_and_search_parsing():
                                  {"a": 300, "z": 10, "seq-len": 50}, {"a": 300, "z": 100, "seq-len": 50}]
     assert parse_grid("residual=false filtering=true augment-transpose=3 lr=0.002") == {
         "residual": [False], "filtering": [True], "augment-transpose": [3], "lr": [0.002]}
-    space = parse_search("lr=1e-4..3e-3:log z=4..128:int elbo=trace,analytic")
+    space = parse_search("lr=1e-4..3e-3:log z=4..128:int elbo=trace,analytic,iwae:4")
     assert (space["lr"].kind, space["lr"].low, space["lr"].high, space["lr"].log) == ("float", 1e-4, 3e-3, True)
     assert (space["z"].kind, space["z"].low, space["z"].high, space["z"].log) == ("int", 4, 128, False)
-    assert space["elbo"].choices == ("trace", "analytic")
+    assert space["elbo"].choices == ("trace", "analytic", "iwae:4")
+    assert run_name({"elbo": "iwae:4", "z": 8}) == "elboiwae4-z8"  # a folder name without a colon
     for bad in ("q=1", "a=", "a=x"):
         with pytest.raises(SRNNError):
             parse_grid(bad)
     for bad, words in (("lr=3e-3..1e-4", "LOW < HIGH"), ("lr=0..1e-3:log", "LOW > 0"), ("lr=1e-4..1e-3:int", ":int"),
-                       ("z=0..10", "z must be positive"), ("elbo=a..b", "cannot read"), ("z=1..5 z=2..3", "twice")):
+                       ("z=0..10", "z must be positive"), ("elbo=a..b", "cannot read"), ("z=1..5 z=2..3", "twice"),
+                       ("elbo=analytic,iwae:1", "K >= 2"), ("z=4,8:int", "cannot read")):
         with pytest.raises(SRNNError, match=words):
             parse_search(bad)
 
