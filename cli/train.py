@@ -37,7 +37,7 @@ from .common import DATASETS, DEFAULT, UserError, console, friendly_errors, numb
 @click.option("--dropout", type=click.FloatRange(min=0, max=1, max_open=True), default=DEFAULT.dropout,
               show_default=True, help="Dropout rate in training on the embedding e(.) and the emission's hidden "
                                       "layer (0: off, as the paper).")
-@click.option("--elbo", metavar="trace|analytic|iwae:K", default=DEFAULT.elbo, show_default=True,
+@click.option("--elbo", metavar="KIND", default=DEFAULT.elbo, show_default=True,
               help="trace: Trace_ELBO; analytic: TraceMeanField_ELBO (analytic KL per step, as the paper); iwae:K: "
                    "the importance-weighted bound with K particles (K times the work per update).")
 @click.option("--schedule", type=click.Choice(["scaled", "fixed"]), default=DEFAULT.schedule, show_default=True,
