@@ -66,8 +66,7 @@ class SRNNConfig:
             problems.append("patience must be 0 (off) or positive")
         if not 0 <= self.augment_transpose <= MAX_TRANSPOSE:
             problems.append(f"augment_transpose must be 0..{MAX_TRANSPOSE} semitones, not {self.augment_transpose}")
-        kind, _, particles = str(self.elbo).partition(":")
-        if not (self.elbo in ("trace", "analytic") or kind == "iwae" and particles.isdigit() and int(particles) >= 2):
+        if not (self.elbo in ("trace", "analytic") or iwae_particles(self.elbo) >= 2):
             problems.append(f"elbo must be 'trace', 'analytic' or 'iwae:K' with K >= 2 particles, not {self.elbo!r}")
         if self.schedule not in ("scaled", "fixed"):
             problems.append(f"schedule must be 'scaled' or 'fixed', not {self.schedule!r}")
@@ -81,8 +80,7 @@ class SRNNConfig:
     @property
     def iwae_particles(self) -> int:
         """K of an importance-weighted training bound (elbo 'iwae:K'); 0 when training on an ELBO."""
-        kind, _, particles = self.elbo.partition(":")
-        return int(particles) if kind == "iwae" else 0
+        return iwae_particles(self.elbo)
 
     @property
     def kl_form(self) -> str:
@@ -122,6 +120,12 @@ class SRNNConfig:
     def from_dict(cls, values: dict) -> "SRNNConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def iwae_particles(elbo: str) -> int:
+    """K of the training objective 'iwae:K' (the importance-weighted bound); 0 for an ELBO ('trace', 'analytic')."""
+    kind, _, particles = str(elbo).partition(":")
+    return int(particles) if kind == "iwae" and particles.isdigit() else 0
 
 
 def parse_augment(value: str | None) -> int:

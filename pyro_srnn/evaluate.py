@@ -15,6 +15,7 @@ import torch
 from pyro import poutine
 
 from .batching import length_batches, padded, to_batch
+from .config import iwae_particles
 from .elbo import STACKED_ELBOS, SequenceTerms, StackedIWAE, sequence_terms
 from .errors import SRNNError
 from .numerics import denormals_flushed
@@ -116,5 +117,5 @@ def make_elbo(kind: str):
     """'trace': Trace_ELBO (KL by sampling); 'analytic': TraceMeanField_ELBO (analytic KL per step); each
     with the z_t terms summed over the stacked steps (:mod:`pyro_srnn.elbo`). 'iwae:K': the importance-weighted
     bound with K particles."""
-    name, _, particles = kind.partition(":")
-    return StackedIWAE(int(particles)) if name == "iwae" else STACKED_ELBOS[kind]()
+    particles = iwae_particles(kind)
+    return StackedIWAE(particles) if particles else STACKED_ELBOS[kind]()
