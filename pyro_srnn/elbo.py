@@ -105,6 +105,7 @@ class _StackedChain:
     terms of the last call are kept in ``last_terms`` (detached; None when Pyro's own code ran)."""
 
     last_terms = None
+    particles = 1  # copies of each sequence the loss is computed over (SRNN.forward makes them)
 
     def carried(self, states):
         """The guide's final states (d_T, z_T), as the next chunk of each stream starts from them."""

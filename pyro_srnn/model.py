@@ -223,12 +223,13 @@ class SRNN(nn.Module):
         return take_steps(a_reversed, index)
 
     def forward(self, batch: Batch, elbo, kl_scale: float = 1.0, guide=None):
-        """The training objective: minus the (KL-annealed) ELBO per frame of the batch, as the Pyro ``elbo``
-        computes it, with the z-independent paths computed once for model and guide. ``guide`` may wrap this
+        """The training objective: minus the (KL-annealed) ELBO per frame of the batch, as the ``elbo`` (one of
+        :mod:`pyro_srnn.elbo`'s, via make_elbo) computes it, with the z-independent paths computed once for
+        model and guide. ``guide`` may wrap this
         SRNN's own to read what it returns. Being the module's forward lets DistributedDataParallel see the
         whole step."""
         frames = batch.frames
-        batch = batch.repeated(getattr(elbo, "particles", 1))  # an importance-weighted bound's K particles
+        batch = batch.repeated(elbo.particles)  # an importance-weighted bound's K particles (else 1)
         paths = Paths(self, batch)
         return elbo.differentiable_loss(self.model, guide or self.guide, batch, kl_scale, paths) / frames
 
