@@ -17,6 +17,8 @@ check it against :func:`pyro_srnn.train.svi_step` without a GPU.
 """
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pyro
 import torch
 from pyro import poutine
@@ -118,8 +120,8 @@ class StaticStep:
     def __call__(self, batch: Batch, temperature: float):
         """As svi_step: the loss per frame, (reconstruction, KL) summed, the states to carry, the gradient norm."""
         self.srnn.train()  # cuDNN's GRU has no backward pass in eval mode
-        for name in ("x", "u", "mask", "d0", "z0"):
-            getattr(self.batch, name).copy_(getattr(batch, name))
+        for field in fields(Batch):
+            getattr(self.batch, field.name).copy_(getattr(batch, field.name))
         self.temperature.fill_(temperature)
         if not self.capture:
             out = self._step()

@@ -163,8 +163,8 @@ class StackedIWAE(_StackedChain, Trace_ELBO):
         if chain is None:
             raise ValueError("StackedIWAE needs latent sites that form a chain of diagonal Normals")
         terms = sequence_terms(model_trace, guide_trace, self.KL, chain)
-        by_particle = [t.view(-1, self.particles) for t in terms]  # (sequences, K)
-        log_w = by_particle[0] - by_particle[2]  # annealed: the temperature scales the z terms
+        by_particle = SequenceTerms(*(t.view(-1, self.particles) for t in terms))  # (sequences, K)
+        log_w = by_particle.reconstruction - by_particle.kl_scaled  # the temperature scales the z terms
         self.last_log_weights = log_w.detach()
         self.last_terms = SequenceTerms(*(t.detach().mean(1) for t in by_particle))
         bound = (torch.logsumexp(log_w, 1) - math.log(self.particles)).sum()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import pyro
 import pyro.distributions as dist
@@ -54,14 +54,15 @@ class Batch:
     def frames(self) -> torch.Tensor:
         return self.mask.sum()
 
+    def _map(self, fn) -> "Batch":
+        return Batch(*(fn(getattr(self, field.name)) for field in fields(self)))
+
     def repeated(self, copies: int) -> "Batch":
         """Every sequence ``copies`` times in a row (the particles of importance-weighted training)."""
-        if copies == 1:
-            return self
-        return Batch(*(getattr(self, k).repeat_interleave(copies, 0) for k in ("x", "u", "mask", "d0", "z0")))
+        return self if copies == 1 else self._map(lambda t: t.repeat_interleave(copies, 0))
 
     def to(self, device) -> "Batch":
-        return Batch(*(getattr(self, k).to(device) for k in ("x", "u", "mask", "d0", "z0")))
+        return self._map(lambda t: t.to(device))
 
 
 # ----------------------------------------------------------------------------- networks
@@ -225,9 +226,8 @@ class SRNN(nn.Module):
     def forward(self, batch: Batch, elbo, kl_scale: float = 1.0, guide=None):
         """The training objective: minus the (KL-annealed) ELBO per frame of the batch, as the ``elbo`` (one of
         :mod:`pyro_srnn.elbo`'s, via make_elbo) computes it, with the z-independent paths computed once for
-        model and guide. ``guide`` may wrap this
-        SRNN's own to read what it returns. Being the module's forward lets DistributedDataParallel see the
-        whole step."""
+        model and guide. ``guide`` may wrap this SRNN's own to read what it returns. Being the module's forward
+        lets DistributedDataParallel see the whole step."""
         frames = batch.frames
         batch = batch.repeated(elbo.particles)  # an importance-weighted bound's K particles (else 1)
         paths = Paths(self, batch)

@@ -52,7 +52,6 @@ def main():
         c = r["config"]
         changes = [f"{k.replace('_', '-')} {c[k]}" for k in ("weight_decay", "dropout", "updates", "augment_transpose") if c.get(k)]
         changes += ["schedule fixed"] if c.get("schedule") == "fixed" else []
-        changes += [f"trained on {c['elbo']}"] if c["elbo"].startswith("iwae") else []
         setting = f"{c['z']}, {c['lr']:g}" + (f" ({', '.join(changes)})" if changes else "")
         print(f"| {folder.name} | {r['metrics'][-1]['epoch']} | {setting} | {c['elbo']} | {t['elbo']['per_sequence']:.3f} | "
               f"{t['elbo']['per_sequence_stderr']:.3f} | {t['elbo']['total_frames']:.3f} | {iwae} | "

@@ -59,7 +59,7 @@ def test_other_models_take_pyros_per_site_code(kind):
 def test_iwae_training_loss_is_the_log_mean_importance_weight_of_each_sequences_particles():
     import math
 
-    from pyro_srnn.evaluate import log_weight, make_elbo
+    from pyro_srnn.evaluate import batch_scores, log_weight, make_elbo
 
     torch.manual_seed(4)
     srnn = randomised(SRNN(tiny_config()), 4).double()
@@ -75,7 +75,6 @@ def test_iwae_training_loss_is_the_log_mean_importance_weight_of_each_sequences_
         # with the temperature on the z terms
         pyro.set_rng_seed(11)
         copies = batch.repeated(k)
-        from pyro_srnn.evaluate import batch_scores
         with torch.no_grad():
             terms = batch_scores(srnn, copies, "trace")
         log_w = (terms.reconstruction - temperature * terms.kl).view(3, k)
