@@ -12,6 +12,7 @@ POSTER = {"jsb": -5.37, "nottingham": -3.18, "muse": -7.43, "piano": -7.57}
 POSTER_SMALL = {"jsb": -5.04, "nottingham": -3.31, "muse": -7.56, "piano": -7.46}
 POSTER_MERGED = {"jsb": -5.64, "nottingham": -3.27, "muse": -7.64, "piano": -8.03}
 DATASETS = ("nottingham", "jsb", "muse", "piano")
+PAPER_SHAPE = {"d": 300, "a": 300, "hidden": 500, "seq_len": 100}  # a paper-size run that differs says so
 BOULANGER = {  # docs/MODEL.md section 4: (Nottingham, JSB, MuseData, Piano), what the number is
     "STORN": ((-2.85, -6.91, -6.16, -7.13), "bound"),
     "TSBN": ((-3.67, -7.48, -6.81, -7.98), "bound"),
@@ -50,7 +51,8 @@ def main():
         ref = POSTER_SMALL if folder.name.startswith("small") else POSTER
         paper_size = folder.name.split("-")[0] in ("paper", "tuned", "probe")
         c = r["config"]
-        changes = [f"{k.replace('_', '-')} {c[k]}" for k in ("weight_decay", "dropout", "updates", "augment_transpose") if c.get(k)]
+        changes = [f"{k.replace('_', '-')} {c[k]}" for k, paper in PAPER_SHAPE.items() if paper_size and c[k] != paper]
+        changes += [f"{k.replace('_', '-')} {c[k]}" for k in ("weight_decay", "dropout", "updates", "augment_transpose") if c.get(k)]
         changes += ["schedule fixed"] if c.get("schedule") == "fixed" else []
         setting = f"{c['z']}, {c['lr']:g}" + (f" ({', '.join(changes)})" if changes else "")
         print(f"| {folder.name} | {r['metrics'][-1]['epoch']} | {setting} | {c['elbo']} | {t['elbo']['per_sequence']:.3f} | "
