@@ -134,10 +134,13 @@ case "${1:-}" in
     run probe-jsb-boulanger-iwae4 data/jsb.h5 100 $TUNED --elbo iwae:4
     ;;
   arch)  # RESULTS section 2: with the recipe settled, does the network's shape close the rest of the JSB gap? Shorter
-         # truncation (the grids' winner), a smaller deterministic state, a narrower MLP (z = 8, lr = 2e-3, seed 0)
+         # truncation (the grids' winner), smaller or larger recurrent states and MLPs (z = 8, lr = 2e-3, seed 0)
     run probe-jsb-boulanger-seq-len50 data/jsb.h5 100 $TUNED --seq-len 50
+    run probe-jsb-boulanger-seq-len50-updates450 data/jsb.h5 100 $TUNED --seq-len 50 --updates 450  # as many updates as s = 100
     run probe-jsb-boulanger-d100 data/jsb.h5 100 $TUNED --d 100 --a 100
     run probe-jsb-boulanger-hidden100 data/jsb.h5 100 $TUNED --hidden 100
+    run probe-jsb-boulanger-hidden1000 data/jsb.h5 100 $TUNED --hidden 1000
+    run probe-jsb-boulanger-d600 data/jsb.h5 100 $TUNED --d 600 --a 600
     ;;
   *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned|probe|arch" >&2; exit 2 ;;
 esac
