@@ -133,6 +133,14 @@ case "${1:-}" in
     for p in 0.1 0.3 0.5; do run probe-jsb-boulanger-dropout$p data/jsb.h5 100 $TUNED --dropout $p; done
     run probe-jsb-boulanger-iwae4 data/jsb.h5 100 $TUNED --elbo iwae:4
     ;;
+  x1)  # RESULTS section 6: every finished variant-srnn run of the paper's size scored as the reference code's test
+       # arrays are (u_1 = x_1) as well as by the model's definition (u_1 = 0)
+    for dir in runs/paper-*-srnn* runs/tuned-*-srnn* runs/probe-*-srnn*; do
+      name=$(basename "$dir")
+      [ -s "docs/runs/$name/test.json" ] || continue
+      evaluate_to "docs/runs/$name/test-first-input-x1.json" "$dir" --split test --first-input x1 && echo "done $name x1"
+    done
+    ;;
   arch)  # RESULTS section 2: with the recipe settled, does the network's shape close the rest of the JSB gap? Shorter
          # truncation (the grids' winner), smaller or larger recurrent states and MLPs (z = 8, lr = 2e-3, seed 0)
     run probe-jsb-boulanger-seq-len50 data/jsb.h5 100 $TUNED --seq-len 50
@@ -142,5 +150,5 @@ case "${1:-}" in
     run probe-jsb-boulanger-hidden1000 data/jsb.h5 100 $TUNED --hidden 1000
     run probe-jsb-boulanger-d600 data/jsb.h5 100 $TUNED --d 600 --a 600
     ;;
-  *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned|probe|arch" >&2; exit 2 ;;
+  *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned|probe|arch|x1" >&2; exit 2 ;;
 esac

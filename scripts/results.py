@@ -62,6 +62,7 @@ def main():
     boulanger_table()
     merged_table()
     active_units_table()
+    first_input_table()
     plots()
 
 
@@ -162,6 +163,18 @@ def active_units_table():
         for z, rows in sorted(by_z.items()):
             kls, units = [k for k, _ in rows], [u for _, u in rows]
             print(f"| {z} | {len(rows)} | {min(kls):.2f} to {max(kls):.2f} | {min(units)} to {max(units)} of {z} |")
+
+
+def first_input_table():
+    """Variant srnn runs scored with u_1 = 0 (the model's definition, test.json) and with u_1 = x_1 (the reference
+    code's test arrays), paper normalisation."""
+    print("\nTest ELBO (paper norm.) with u_1 = 0 and with u_1 = x_1 (`srnn evaluate RUN --split test --first-input x1`):\n")
+    print("| run | u_1 = 0 | u_1 = x_1 | difference | paper |")
+    print("|---|---|---|---|---|")
+    for path in sorted(RUNS.glob("*/test-first-input-x1.json")):
+        zero = json.loads((path.parent / "test.json").read_text())["elbo"]["per_sequence"]
+        x1 = json.loads(path.read_text())["elbo"]["per_sequence"]
+        print(f"| {path.parent.name} | {zero:.3f} | {x1:.3f} | {x1 - zero:+.3f} | {fmt(PAPER[path.parent.name.split('-')[1]])} |")
 
 
 def plots():
