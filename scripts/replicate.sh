@@ -35,9 +35,10 @@ evaluate_on_each_test_split() {  # NAME: a model trained on merged data, scored 
   done
 }
 
-active_units() {  # RUN_DIR OUT: its test evaluation with the active-unit counts, unless OUT exists
-  [ -s "$2" ] && return 0
-  evaluate_to "$2" "$1" --split test --active-units && echo "done $2"
+score_test() {  # RUN_DIR OUT [srnn evaluate options...]: its test evaluation with those options, unless OUT exists
+  local dir=$1 out=$2; shift 2
+  [ -s "$out" ] && return 0
+  evaluate_to "$out" "$dir" --split test "$@" && echo "done $out"
 }
 
 PAPER="--d 300 --a 300 --z 100 --epochs 50"
@@ -78,13 +79,13 @@ case "${1:-}" in
   units)  # RESULTS section 5: active latent units on the test split of every finished paper-size, merged and grid run
     for dir in runs/paper-* runs/merged-small*; do
       [ -d "$dir" ] && [ -s "docs/runs/$(basename "$dir")/test.json" ] || continue
-      active_units "$dir" "docs/runs/$(basename "$dir")/test-active-units.json"
+      score_test "$dir" "docs/runs/$(basename "$dir")/test-active-units.json" --active-units
     done
     for dir in runs/grid-*/*/; do
       dir=${dir%/}
       grid=$(basename "$(dirname "$dir")")
       [ -s "$dir/eval.json" ] && [ -d "docs/runs/$grid" ] || continue
-      active_units "$dir" "docs/runs/$grid/units/$(basename "$dir").json"
+      score_test "$dir" "docs/runs/$grid/units/$(basename "$dir").json" --active-units
     done
     ;;
   grid)  # the poster's architecture grid (RESULTS section 4) as one Optuna study; DATA=jsb|piano, EPOCHS=20 (fewer:
@@ -136,9 +137,8 @@ case "${1:-}" in
   x1)  # RESULTS section 6: every finished variant-srnn run of the paper's size scored as the reference code's test
        # arrays are (u_1 = x_1) as well as by the model's definition (u_1 = 0)
     for dir in runs/paper-*-srnn* runs/tuned-*-srnn* runs/probe-*-srnn*; do
-      name=$(basename "$dir")
-      [ -s "docs/runs/$name/test.json" ] || continue
-      evaluate_to "docs/runs/$name/test-first-input-x1.json" "$dir" --split test --first-input x1 && echo "done $name x1"
+      [ -s "docs/runs/$(basename "$dir")/test.json" ] || continue
+      score_test "$dir" "docs/runs/$(basename "$dir")/test-first-input-x1.json" --first-input x1
     done
     ;;
   arch)  # RESULTS section 2: with the recipe settled, does the network's shape close the rest of the JSB gap? Shorter
