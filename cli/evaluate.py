@@ -23,8 +23,9 @@ from .common import BarReporter, UserError, console, friendly_errors, numbers_ta
               "run's data was read (frame grid, rule, transposition); prints each piece's ELBO per frame.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--first-input", type=click.Choice(["zero", "x1"]), default="zero", show_default=True,
-              help="u_1 of each sequence: 0 (the model's definition) or x_1 (the reference code's test arrays).")
+@click.option("--first-input", type=click.Choice(["zero", "x1", "previous"]), default="zero", show_default=True,
+              help="u_1 of each sequence: 0 (the model's definition), x_1, or the frame before the sequence "
+              "where the data holds it (the SRNN npz test split; the reference code's test ELBO).")
 @click.option("--music", is_flag=True, help="Instead of the ELBO: sample --n pieces of --steps frames and compare "
               "their statistics (polyphony, onsets, note lengths, pitches, silence, scale) with the split's.")
 @click.option("--n", "count", type=click.IntRange(min=1), default=32, show_default=True, help="--music: pieces.")
@@ -43,7 +44,8 @@ def evaluate(target, split, iwae, samples, kl_form, data_file, midi, device, see
     import torch
 
     from pyro_srnn.api import load_run
-    from pyro_srnn.evaluate import score_sequences
+    from pyro_srnn.errors import SRNNError
+    from pyro_srnn.evaluate import first_inputs, score_sequences
 
     run = load_run(target, device, data_file)  # the data checked against the run's fingerprint
     checkpoint, srnn, data = run.checkpoint, run.srnn, run.data
@@ -64,6 +66,10 @@ def evaluate(target, split, iwae, samples, kl_form, data_file, midi, device, see
     else:
         chosen = data.split(split)
     sequences = chosen.sequences()
+    try:
+        starts = first_inputs(chosen, first_input)
+    except SRNNError as exc:
+        raise UserError(f"{midi or data.path}: {split} split: {exc}") from None
     if music:
         return music_report(srnn, sequences, f"{data.dataset} {split}", count, steps, seed,
                             (temperature, z_scale, burn_in), as_json)
@@ -74,7 +80,7 @@ def evaluate(target, split, iwae, samples, kl_form, data_file, midi, device, see
         task = progress.add_task(f"{split} ({len(sequences)} sequences)", total=passes * sum(map(len, sequences)))
         scores = score_sequences(srnn, sequences, kl_form=kl_form, samples=samples, iwae=iwae, device=dev,
                                  on_batch=lambda frames: progress.advance(task, frames * passes),
-                                 first_input=first_input, active_units=active_units)
+                                 first_inputs=starts, active_units=active_units)
     seconds = time.perf_counter() - started
     result = {"checkpoint": str(checkpoint), "data": data.path, "split": split, "sequences": len(sequences),
               "frames": int(scores.lengths.sum()), "kl": kl_form, "samples": samples, "seconds": seconds,

@@ -10,6 +10,8 @@ Layout::
     /<split>/rolls     (total frames, 88) uint8, chunked, gzip
     /<split>/offsets   (n + 1,) int64; sequence i is rolls[offsets[i]:offsets[i + 1]]
     /<split>/names     (n,) UTF-8 strings
+    /<split>/first_inputs  optional (n, 88) uint8: the frame before each sequence where the source holds it
+                       (the SRNN npz test arrays' u_1; not part of the fingerprint)
 
 Splits are ``train``, ``valid`` and ``test``.
 """
@@ -43,15 +45,19 @@ class Split:
     rolls: np.ndarray
     offsets: np.ndarray
     names: list
+    first_inputs: np.ndarray | None = None  # (n, 88): the frame before each sequence, where the source has it
 
     @classmethod
-    def from_sequences(cls, sequences, names) -> "Split":
+    def from_sequences(cls, sequences, names, first_inputs=None) -> "Split":
         if len(sequences) != len(names):
             raise ValueError("one name per sequence")
+        if first_inputs is not None and np.shape(first_inputs) != (len(sequences), N_KEYS):
+            raise ValueError(f"first_inputs must have shape ({len(sequences)}, {N_KEYS})")
         lengths = [len(s) for s in sequences]
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         rolls = np.concatenate(sequences).astype(np.uint8) if sequences else np.zeros((0, N_KEYS), np.uint8)
-        return cls(rolls, offsets, list(names))
+        first = None if first_inputs is None else np.asarray(first_inputs, dtype=np.uint8)
+        return cls(rolls, offsets, list(names), first)
 
     def __len__(self):
         return len(self.offsets) - 1
@@ -94,12 +100,16 @@ def write_dataset(path, splits: dict, attrs: dict, force: bool = False):
             rolls = np.ascontiguousarray(split.rolls, dtype=np.uint8)
             if rolls.ndim != 2 or rolls.shape[1] != N_KEYS or (rolls > 1).any():
                 raise ValueError(f"split {name}: rolls must be 0/1 of shape (frames, {N_KEYS})")
+            if split.first_inputs is not None and (np.asarray(split.first_inputs) > 1).any():
+                raise ValueError(f"split {name}: first_inputs must be 0/1")
             g = f.create_group(name)
             packed = dict(chunks=(min(len(rolls), 4096), N_KEYS), compression="gzip", compression_opts=4,
                           shuffle=True) if len(rolls) else {}  # an empty split (--split all-test) has no chunks
             g.create_dataset("rolls", data=rolls, **packed)
             g.create_dataset("offsets", data=np.asarray(split.offsets, dtype=np.int64))
             g.create_dataset("names", data=np.array(split.names, dtype=object), dtype=h5py.string_dtype())
+            if split.first_inputs is not None:
+                g.create_dataset("first_inputs", data=np.ascontiguousarray(split.first_inputs, dtype=np.uint8))
     write_bytes(path, image.getvalue(), force=force)
 
 
@@ -166,6 +176,10 @@ class PianoRollFile:
                 raise bad(f"split {name!r} holds no sequences")
             if names.shape != (len(offsets) - 1,):
                 raise bad(f"{name}/names has {names.shape[0]} entries for {len(offsets) - 1} sequences")
+            first = f[name].get("first_inputs")
+            if first is not None and (first.shape != (len(offsets) - 1, N_KEYS) or first.dtype != np.uint8):
+                raise bad(f"{name}/first_inputs has shape {first.shape} and dtype {first.dtype}, expected "
+                          f"({len(offsets) - 1}, 88) uint8")
         return attrs
 
     @staticmethod
@@ -197,12 +211,14 @@ class PianoRollFile:
                     rolls = g["rolls"][()]
                     names = [n.decode() if isinstance(n, bytes) else str(n) for n in g["names"][()]]
                     offsets = g["offsets"][()]
+                    first = g["first_inputs"][()] if "first_inputs" in g else None
             except (OSError, KeyError, ValueError) as exc:  # a corrupt compressed chunk, a truncated file
                 raise DataFileError(f"{self.path}: split {name!r} cannot be read "
                                     f"({exc.__class__.__name__}: {exc})") from None
-            if (rolls > 1).any():
-                raise DataFileError(f"{self.path}: {name}/rolls holds values other than 0 and 1")
-            self._cache[name] = Split(rolls, offsets, names)
+            for what, values in (("rolls", rolls), ("first_inputs", first)):
+                if values is not None and (values > 1).any():
+                    raise DataFileError(f"{self.path}: {name}/{what} holds values other than 0 and 1")
+            self._cache[name] = Split(rolls, offsets, names, first)
         return self._cache[name]
 
     def fingerprint(self) -> dict:

@@ -83,8 +83,10 @@ def output_name(dataset: str, variant: str) -> str:
     return f"{dataset}.h5" if variant == "boulanger" else f"{dataset}-{variant}.h5"
 
 
-def _limited(seqs, names, limit):
-    return (seqs[:limit], names[:limit]) if limit else (seqs, names)
+def _limited(seqs, names, first_inputs=None, limit=None):
+    if not limit:
+        return seqs, names, first_inputs
+    return seqs[:limit], names[:limit], None if first_inputs is None else first_inputs[:limit]
 
 
 def prepare_benchmark(name, variant="boulanger", source=None, cache_dir="data", frame=None, transpose=True,
@@ -119,7 +121,7 @@ def prepare_benchmark(name, variant="boulanger", source=None, cache_dir="data", 
             raise SourceError(f"{path}: a {fmt} file is a finished piano roll in {bench.frame} frames; "
                               "--frame applies to MIDI sources only")
         reader = {"pickle": read_pickle, "mat": read_mat, "npz": read_srnn_npz}[fmt]
-        raw = {s: _limited(*seqs_names, limit) for s, seqs_names in reader(path).items()}
+        raw = {s: _limited(*split, limit=limit) for s, split in reader(path).items()}
     splits = {s: Split.from_sequences(*raw[s]) for s in SPLITS}
     sources = [{"name": path.name, "sha256": sha256_of(path) if path.is_file() else "folder"}]
     return Prepared(name, variant, grid, splits, sources, reading.skipped if reading else [], reading)

@@ -266,10 +266,12 @@ def read_mat(path: Path) -> dict:
 
 def read_srnn_npz(path: Path, n_streams: int = 16) -> dict:
     """The SRNN reference data: train and valid as the ``n_streams`` streams whose TBPTT chunking gives
-    back the npz chunks (chunk i + n_streams continues chunk i); test cut to the mask lengths."""
+    back the npz chunks (chunk i + n_streams continues chunk i); test cut to the mask lengths, with each
+    test sequence's u_1 (the piece's frame before x_1, which the reference code's test ELBO conditions on)
+    as a third element."""
     try:
         data = np.load(path)
-        x = {k: data[k] for k in ("x_train", "x_valid", "x_test", "mask_test")}
+        x = {k: data[k] for k in ("x_train", "x_valid", "x_test", "mask_test", "u_test")}
     except Exception as exc:
         raise SourceError(f"{path}: not an SRNN npz file ({exc.__class__.__name__}: {exc})") from None
     out = {}
@@ -281,8 +283,11 @@ def read_srnn_npz(path: Path, n_streams: int = 16) -> dict:
         streams = [per_stream[:, i].reshape(-1, N_KEYS).astype(np.uint8) for i in range(n_streams)]
         out[s] = (streams, [f"{s}_stream_{i:02d}" for i in range(n_streams)])
     lengths = x["mask_test"].sum(1).astype(int)
+    first = x["u_test"][:, 0]  # u_test is NaN past each sequence's end, never at its start
+    if first.shape != (len(lengths), N_KEYS) or not np.isin(first, (0, 1)).all():
+        raise SourceError(f"{path}: u_test[:, 0] is not one 0/1 frame of 88 keys per test sequence")
     out["test"] = ([x["x_test"][i, :n].astype(np.uint8) for i, n in enumerate(lengths)],
-                   [f"test_{i:04d}" for i in range(len(lengths))])
+                   [f"test_{i:04d}" for i in range(len(lengths))], first.astype(np.uint8))
     return out
 
 

@@ -59,9 +59,9 @@ def n_chunks(stream_length: int, seq_len: int) -> int:
     return -(-stream_length // seq_len)
 
 
-def padded(sequences, keys: int = 88, first_input: str = "zero"):
-    """Full sequences as (x, u, mask) arrays padded to the longest. u_1 = 0, or with ``first_input`` "x1"
-    u_1 = x_1, as the SRNN reference code's test arrays have it."""
+def padded(sequences, keys: int = 88, first_inputs=None):
+    """Full sequences as (x, u, mask) arrays padded to the longest. u_1 = 0, or ``first_inputs[i]`` for
+    sequence i (see :func:`pyro_srnn.evaluate.first_inputs`)."""
     steps = max(len(s) for s in sequences)
     x = np.zeros((len(sequences), steps, keys), dtype=np.float32)
     mask = np.zeros((len(sequences), steps), dtype=bool)
@@ -69,10 +69,8 @@ def padded(sequences, keys: int = 88, first_input: str = "zero"):
         x[i, : len(s)] = s
         mask[i, : len(s)] = True
     u = shifted_inputs(x)
-    if first_input == "x1":
-        u[:, 0] = x[:, 0]
-    elif first_input != "zero":
-        raise ValueError(f"first_input must be 'zero' or 'x1', not {first_input!r}")
+    if first_inputs is not None:
+        u[:, 0] = np.asarray(first_inputs, dtype=np.float32).reshape(len(sequences), keys)
     return x, u, mask
 
 

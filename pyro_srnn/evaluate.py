@@ -72,15 +72,36 @@ def log_weight(srnn: SRNN, batch: Batch, paths: Paths | None = None) -> torch.Te
     return terms.reconstruction - terms.kl
 
 
+FIRST_INPUTS = ("zero", "x1", "previous")
+
+
+def first_inputs(split, kind: str = "zero"):
+    """u_1 of each sequence of a data split (:class:`data_prep.h5.Split`): None for "zero" (the model's
+    definition, u_1 = 0); x_1 for "x1"; for "previous", the frame before the sequence as the data file
+    holds it (the SRNN npz test split keeps each piece's first frame there, out of x, and the reference
+    code's test ELBO conditions on it)."""
+    if kind == "zero":
+        return None
+    if kind == "x1":
+        return np.stack([s[0] for s in split.sequences()])
+    if kind == "previous":
+        if split.first_inputs is None:
+            raise SRNNError("this split holds no frame before its sequences (only the test split of data "
+                            "prepared from the SRNN npz files does; prepare it again with srnn prep --dataset NAME "
+                            "--variant srnn --force)")
+        return split.first_inputs
+    raise ValueError(f"first input must be one of {', '.join(FIRST_INPUTS)}, not {kind!r}")
+
+
 @torch.no_grad()
 @denormals_flushed()
 def score_sequences(srnn: SRNN, sequences, kl_form: str = "analytic", samples: int = 1, iwae: int = 0,
-                    max_frames: int = 32_000, device="cpu", on_batch=None, first_input: str = "zero",
+                    max_frames: int = 32_000, device="cpu", on_batch=None, first_inputs=None,
                     active_units: bool = False) -> SequenceScores:
     """ELBO (averaged over ``samples`` draws) and, with ``iwae`` = K > 0, the bound
     log (1/K) sum_k p(x, z_k) / q(z_k | x) of every full sequence, starting from d_0 = 0, z_0 = 0 and
-    u_1 = 0 (or u_1 = x_1, see :func:`padded`). With ``active_units``, also the variance over all frames
-    of the posterior mean of each latent dimension."""
+    u_1 = 0 (or u_1 = ``first_inputs[i]``, see :func:`first_inputs`). With ``active_units``, also the
+    variance over all frames of the posterior mean of each latent dimension."""
     if len(sequences) == 0:
         raise SRNNError("no sequences to score")
     srnn.eval()
@@ -90,7 +111,8 @@ def score_sequences(srnn: SRNN, sequences, kl_form: str = "analytic", samples: i
     bound = np.zeros(n) if iwae else None
     means, residuals = [], []
     for group in length_batches(lengths, max_frames):
-        x, u, mask = padded([sequences[i] for i in group], first_input=first_input)
+        x, u, mask = padded([sequences[i] for i in group],
+                            first_inputs=None if first_inputs is None else np.asarray(first_inputs)[group])
         batch = to_batch(x, u, mask, d_dim=srnn.config.d, z_dim=srnn.config.z, device=device)
         paths = Paths(srnn, batch)  # no gradients here, so every draw can reuse the GRUs' outputs
         for _ in range(samples):

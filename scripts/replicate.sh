@@ -134,11 +134,14 @@ case "${1:-}" in
     for p in 0.1 0.3 0.5; do run probe-jsb-boulanger-dropout$p data/jsb.h5 100 $TUNED --dropout $p; done
     run probe-jsb-boulanger-iwae4 data/jsb.h5 100 $TUNED --elbo iwae:4
     ;;
-  x1)  # RESULTS section 6: every finished variant-srnn run of the paper's size scored as the reference code's test
-       # arrays are (u_1 = x_1) as well as by the model's definition (u_1 = 0)
+  x1)  # RESULTS section 6: every finished variant-srnn run of the paper's size scored, beside the model's definition
+       # (u_1 = 0), as the reference code scores its test arrays (u_1 = the piece's frame before x_1, which the
+       # npz keeps; data prepared by srnn prep --variant srnn holds it) and with u_1 = x_1
     for dir in runs/paper-*-srnn* runs/tuned-*-srnn* runs/probe-*-srnn*; do
-      [ -s "docs/runs/$(basename "$dir")/test.json" ] || continue
-      score_test "$dir" "docs/runs/$(basename "$dir")/test-first-input-x1.json" --first-input x1
+      [ -d "$dir" ] && [ -s "docs/runs/$(basename "$dir")/test.json" ] || continue
+      for kind in previous x1; do
+        score_test "$dir" "docs/runs/$(basename "$dir")/test-first-input-$kind.json" --first-input $kind
+      done
     done
     ;;
   arch)  # RESULTS section 2: with the recipe settled, does the network's shape close the rest of the JSB gap? Shorter

@@ -166,15 +166,21 @@ def active_units_table():
 
 
 def first_input_table():
-    """Variant srnn runs scored with u_1 = 0 (the model's definition, test.json) and with u_1 = x_1 (the reference
-    code's test arrays), paper normalisation."""
-    print("\nTest ELBO (paper norm.) with u_1 = 0 and with u_1 = x_1 (`srnn evaluate RUN --split test --first-input x1`):\n")
-    print("| run | u_1 = 0 | u_1 = x_1 | difference | paper |")
-    print("|---|---|---|---|---|")
-    for path in sorted(RUNS.glob("*/test-first-input-x1.json")):
-        zero = json.loads((path.parent / "test.json").read_text())["elbo"]["per_sequence"]
-        x1 = json.loads(path.read_text())["elbo"]["per_sequence"]
-        print(f"| {path.parent.name} | {zero:.3f} | {x1:.3f} | {x1 - zero:+.3f} | {fmt(PAPER[path.parent.name.split('-')[1]])} |")
+    """Variant srnn runs scored with u_1 = 0 (the model's definition, test.json), with the frame before each test
+    sequence that the reference npz holds (what the reference code's test ELBO conditions on) and with u_1 = x_1,
+    paper normalisation; a missing evaluation is left blank."""
+    print("\nTest ELBO (paper norm.) by u_1 (`srnn evaluate RUN --split test --first-input previous|x1`):\n")
+    print("| run | u_1 = 0 | u_1 = frame before (reference) | difference | u_1 = x_1 | difference | paper |")
+    print("|---|---|---|---|---|---|---|")
+    dirs = sorted({p.parent for kind in ("previous", "x1") for p in RUNS.glob(f"*/test-first-input-{kind}.json")})
+    for run in dirs:
+        zero = json.loads((run / "test.json").read_text())["elbo"]["per_sequence"]
+        cells = []
+        for kind in ("previous", "x1"):
+            path = run / f"test-first-input-{kind}.json"
+            elbo = json.loads(path.read_text())["elbo"]["per_sequence"] if path.exists() else None
+            cells += [f"{elbo:.3f}", f"{elbo - zero:+.3f}"] if elbo is not None else ["", ""]
+        print(f"| {run.name} | {zero:.3f} | {' | '.join(cells)} | {fmt(PAPER[run.name.split('-')[1]])} |")
 
 
 def plots():

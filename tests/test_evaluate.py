@@ -142,16 +142,47 @@ def test_residual_units_are_inactive_when_q_copies_a_moving_prior():
 
 def test_first_input_x1_changes_only_through_u1(trained):
     seqs = [s[:20] for s in trained.valid]
+    x1 = np.stack([s[0] for s in seqs])
     torch.manual_seed(0)
     zero = score_sequences(trained.srnn, seqs, kl_form="analytic")
     torch.manual_seed(0)
-    x1 = score_sequences(trained.srnn, seqs, kl_form="analytic", first_input="x1")
-    assert not np.allclose(zero.elbo, x1.elbo)
+    assert not np.allclose(zero.elbo, score_sequences(trained.srnn, seqs, kl_form="analytic", first_inputs=x1).elbo)
+    torch.manual_seed(0)  # explicit zero frames are the model's definition
+    np.testing.assert_array_equal(zero.elbo, score_sequences(trained.srnn, seqs, kl_form="analytic",
+                                                             first_inputs=np.zeros_like(x1)).elbo)
     blank = [np.vstack([np.zeros((1, 88), np.uint8), s]) for s in seqs]  # x_1 = 0: both conventions agree
     torch.manual_seed(0)
     a = score_sequences(trained.srnn, blank, kl_form="analytic")
     torch.manual_seed(0)
-    np.testing.assert_allclose(a.elbo, score_sequences(trained.srnn, blank, kl_form="analytic", first_input="x1").elbo)
+    np.testing.assert_allclose(a.elbo, score_sequences(trained.srnn, blank, kl_form="analytic",
+                                                       first_inputs=np.zeros((len(blank), 88))).elbo)
+
+
+def test_first_input_previous_reads_the_frames_stored_with_the_data(trained, tmp_path):
+    """--first-input previous feeds the data file's first_inputs as u_1; the fingerprint ignores them, so a
+    run accepts the same data with or without them. Stored frames equal to x_1 must score as --first-input x1."""
+    import h5py
+
+    run, data = str(trained.run.path), tmp_path / "with-previous.h5"
+    data.write_bytes(open(trained.data.path, "rb").read())
+
+    def score(kind):
+        result = CliRunner().invoke(srnn_cli, ["evaluate", run, "--data", str(data), "--split", "test",
+                                               "--first-input", kind, "--json"])
+        return result.exit_code, result.output
+
+    code, output = score("previous")  # the Bach file comes from MIDI: no frame before its sequences
+    assert code != 0 and "with-previous.h5: test split: this split holds no frame before" in output
+    assert "Traceback" not in output
+    test = trained.data.split("test")
+    with h5py.File(data, "a") as f:
+        f["test"].create_dataset("first_inputs", data=np.stack([s[0] for s in test.sequences()]))
+    elbos = {}
+    for kind in ("zero", "x1", "previous"):
+        code, output = score(kind)
+        assert code == 0, output
+        elbos[kind] = json.loads(output[output.index("{"):])["elbo"]["per_sequence"]
+    assert elbos["previous"] == elbos["x1"] != elbos["zero"]
 
 
 def test_scoring_flushes_denormals_and_restores_the_mode(monkeypatch):

@@ -34,6 +34,26 @@ def test_round_trip_is_exact(tmp_path):
     assert s["frames"] == int(splits["train"].lengths.sum()) and s["max_length"] == splits["train"].lengths.max()
 
 
+def test_first_inputs_round_trip_and_stay_out_of_the_fingerprint(tmp_path):
+    splits = make_splits()
+    write_dataset(tmp_path / "plain.h5", splits, ATTRS)
+    rng = np.random.default_rng(1)
+    test = splits["test"]
+    first = random_roll(rng, len(test))
+    splits["test"] = Split.from_sequences(test.sequences(), test.names, first)
+    write_dataset(tmp_path / "d.h5", splits, ATTRS)
+    plain, data = PianoRollFile(tmp_path / "plain.h5"), PianoRollFile(tmp_path / "d.h5")
+    np.testing.assert_array_equal(data.split("test").first_inputs, first)
+    assert data.split("train").first_inputs is None and plain.split("test").first_inputs is None
+    assert data.fingerprint() == plain.fingerprint()
+    with h5py.File(tmp_path / "d.h5", "a") as f:
+        f["test"]["first_inputs"][0, 0] = 2
+    with pytest.raises(DataFileError, match="test/first_inputs holds values other than 0 and 1"):
+        PianoRollFile(tmp_path / "d.h5").split("test")
+    with pytest.raises(ValueError, match="first_inputs must have shape"):
+        Split.from_sequences(test.sequences(), test.names, first[1:])
+
+
 def test_existing_file_kept_without_force(tmp_path):
     write_dataset(tmp_path / "d.h5", make_splits(0), ATTRS)
     with pytest.raises(OutputError, match="--force"):
@@ -58,6 +78,7 @@ def test_failed_write_leaves_no_file(tmp_path):
     (lambda f: f["valid"]["offsets"].__setitem__(1, 10 ** 6), "valid/offsets"),
     (lambda f: f["train"].__delitem__("names") or f["train"].create_dataset("names", data=np.array([b"a"])),
      "train/names"),
+    (lambda f: f["test"].create_dataset("first_inputs", data=np.zeros((2, 88), np.uint8)), "test/first_inputs"),
 ])
 def test_malformed_file_refused(tmp_path, damage, message):
     write_dataset(tmp_path / "d.h5", make_splits(), ATTRS)

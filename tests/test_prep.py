@@ -52,6 +52,52 @@ def test_srnn_npz_test_split_cut_to_mask(source_dir, name):
     np.testing.assert_array_equal(test[3], data["x_test"][3, :lengths[3]])
 
 
+@pytest.mark.parametrize("name", list(CANONICAL))
+def test_srnn_npz_keeps_the_frame_before_each_test_sequence(source_dir, name):
+    path = source_dir / "srnn_npz" / BENCHMARKS[name].srnn_file
+    data = np.load(path)
+    test = read_srnn_npz(path)["test"]
+    np.testing.assert_array_equal(test[2], data["u_test"][:, 0])
+    for seq, u in zip(test[0], data["u_test"]):  # u_t = x_{t-1} after it, as the npz has it
+        np.testing.assert_array_equal(u[1:len(seq)], seq[:-1])
+
+
+def fake_srnn_npz(path, rng, first_nan=False):
+    """A small file in the SRNN npz layout: 32 train and valid chunks of 10 steps, 3 padded test sequences whose
+    u_test is NaN past their ends (as in the reference files)."""
+    chunks = {s: (rng.random((32, 10, 88)) < 0.1).astype(np.float32) for s in ("train", "valid")}
+    lengths = [7, 4, 9]
+    x_test = np.zeros((3, 9, 88), np.float32)
+    u_test = np.full((3, 9, 88), np.nan, np.float32)
+    mask = np.zeros((3, 9), np.float32)
+    for i, n in enumerate(lengths):
+        piece = (rng.random((n + 1, 88)) < 0.1).astype(np.float32)
+        x_test[i, :n], u_test[i, :n], mask[i, :n] = piece[1:], piece[:-1], 1
+    if first_nan:
+        u_test[1, 0, 5] = np.nan
+    np.savez(path, x_train=chunks["train"], u_train=chunks["train"], x_valid=chunks["valid"],
+             u_valid=chunks["valid"], x_test=x_test, u_test=u_test, mask_test=mask)
+    return x_test, u_test, lengths
+
+
+def test_srnn_npz_reader_on_a_small_file(tmp_path):
+    x_test, u_test, lengths = fake_srnn_npz(tmp_path / "toy.npz", np.random.default_rng(0))
+    out = read_srnn_npz(tmp_path / "toy.npz")
+    seqs, names, first = out["test"]
+    assert [len(s) for s in seqs] == lengths and names[0] == "test_0000"
+    np.testing.assert_array_equal(first, u_test[:, 0])
+    assert len(out["train"][0]) == 16 and len(out["train"][0][0]) == 20  # 2 chunks of 10 per stream
+    result = CliRunner().invoke(srnn, ["prep", "--dataset", "jsb", "--variant", "srnn", "--source",
+                                       str(tmp_path / "toy.npz"), "--out", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
+    data = PianoRollFile(tmp_path / "d" / "jsb-srnn.h5")
+    np.testing.assert_array_equal(data.split("test").first_inputs, u_test[:, 0])
+    assert data.split("valid").first_inputs is None
+    fake_srnn_npz(tmp_path / "bad.npz", np.random.default_rng(0), first_nan=True)
+    with pytest.raises(SourceError, match="bad.npz: u_test"):
+        read_srnn_npz(tmp_path / "bad.npz")
+
+
 def test_bach_prepares_offline(tmp_path, monkeypatch):
     monkeypatch.delenv("SRNN_SOURCE_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
