@@ -155,11 +155,14 @@ case "${1:-}" in
     ;;
   notts)  # RESULTS section 1: on Nottingham (variant srnn) the validation ELBO is still rising when the learning rate
           # starts to fall (epoch 20 of 50); does more optimisation at the paper's z close its gap? One probe per call:
-          # PROBE=lr2e-3 (twice the step) or PROBE=updates9200 (twice the updates, the schedule stretched to match)
+          # PROBE=lr2e-3 (twice the step), updates9200 (twice the updates, the schedule stretched to match) or
+          # lr2e-3-dropout0.2 (twice the step overfits: does dropout turn the extra fit into held-out likelihood?)
     case "${PROBE:-lr2e-3}" in
       lr2e-3) run probe-nottingham-srnn-lr2e-3 data/nottingham-srnn.h5 0 $PAPER --elbo analytic --lr 2e-3 ;;
       updates9200) run probe-nottingham-srnn-updates9200 data/nottingham-srnn.h5 0 $PAPER --elbo analytic --updates 9200 ;;
-      *) echo "PROBE must be lr2e-3 or updates9200" >&2; exit 2 ;;
+      lr2e-3-dropout0.2) run probe-nottingham-srnn-lr2e-3-dropout0.2 data/nottingham-srnn.h5 0 $PAPER --elbo analytic \
+                           --lr 2e-3 --dropout 0.2 ;;
+      *) echo "PROBE must be lr2e-3, updates9200 or lr2e-3-dropout0.2" >&2; exit 2 ;;
     esac
     ;;
   *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned|probe|arch|x1|notts" >&2; exit 2 ;;
