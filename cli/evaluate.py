@@ -66,13 +66,13 @@ def evaluate(target, split, iwae, samples, kl_form, data_file, midi, device, see
     else:
         chosen = data.split(split)
     sequences = chosen.sequences()
+    if music:
+        return music_report(srnn, sequences, f"{data.dataset} {split}", count, steps, seed,
+                            (temperature, z_scale, burn_in), as_json)
     try:
         starts = first_inputs(chosen, first_input)
     except SRNNError as exc:
         raise UserError(f"{midi or data.path}: {split} split: {exc}") from None
-    if music:
-        return music_report(srnn, sequences, f"{data.dataset} {split}", count, steps, seed,
-                            (temperature, z_scale, burn_in), as_json)
     torch.manual_seed(seed)
     started = time.perf_counter()
     with progress_bar("frames") as progress:
