@@ -159,7 +159,8 @@ case "${1:-}" in
           # lr2e-3-dropout0.2 (twice the step overfits: does dropout turn the extra fit into held-out likelihood?)
     case "${PROBE:-lr2e-3}" in
       lr2e-3) run probe-nottingham-srnn-lr2e-3 data/nottingham-srnn.h5 0 $PAPER --elbo analytic --lr 2e-3 ;;
-      updates9200) run probe-nottingham-srnn-updates9200 data/nottingham-srnn.h5 0 $PAPER --elbo analytic --updates 9200 ;;
+      updates9200) run probe-nottingham-srnn-updates9200 data/nottingham-srnn.h5 0 $PAPER --elbo analytic --updates 9200 \
+                     --patience 7 ;;  # the recorded run was stopped by hand where patience 7 stops it (pass 60)
       lr2e-3-dropout0.2) run probe-nottingham-srnn-lr2e-3-dropout0.2 data/nottingham-srnn.h5 0 $PAPER --elbo analytic \
                            --lr 2e-3 --dropout 0.2 ;;
       *) echo "PROBE must be lr2e-3, updates9200 or lr2e-3-dropout0.2" >&2; exit 2 ;;
