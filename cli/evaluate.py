@@ -5,6 +5,8 @@ import json
 
 import click
 
+from pyro_srnn.config import FIRST_INPUTS
+
 from .common import BarReporter, UserError, console, friendly_errors, numbers_table, out, progress_bar, \
     sampling_options
 
@@ -23,7 +25,7 @@ from .common import BarReporter, UserError, console, friendly_errors, numbers_ta
               "run's data was read (frame grid, rule, transposition); prints each piece's ELBO per frame.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--first-input", type=click.Choice(["zero", "x1", "previous"]), default="zero", show_default=True,
+@click.option("--first-input", type=click.Choice(FIRST_INPUTS), default="zero", show_default=True,
               help="u_1 of each sequence: 0 (the model's definition), x_1, or the frame before the sequence "
               "where the data holds it (the SRNN npz test split; the reference code's test ELBO).")
 @click.option("--music", is_flag=True, help="Instead of the ELBO: sample --n pieces of --steps frames and compare "

@@ -13,6 +13,9 @@ PAPER_EPOCHS = 50
 SAMPLING_BURN_IN = 32
 # Two octaves either way: further shifts push most of a piece off the 88 keys instead of into a new key.
 MAX_TRANSPOSE = 24
+# What an evaluated sequence's u_1 is: 0 (the model's definition), x_1, or the frame before it where the data
+# holds one (pyro_srnn.evaluate.first_inputs).
+FIRST_INPUTS = ("zero", "x1", "previous")
 
 
 @dataclass

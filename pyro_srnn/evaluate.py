@@ -15,7 +15,7 @@ import torch
 from pyro import poutine
 
 from .batching import length_batches, padded, to_batch
-from .config import iwae_particles
+from .config import FIRST_INPUTS, iwae_particles
 from .elbo import STACKED_ELBOS, SequenceTerms, StackedIWAE, sequence_terms
 from .errors import SRNNError
 from .numerics import denormals_flushed
@@ -70,9 +70,6 @@ def log_weight(srnn: SRNN, batch: Batch, paths: Paths | None = None) -> torch.Te
     """log p(x, z) - log q(z | x) per sequence at one draw of z: the IWAE bound's importance weight."""
     terms = batch_scores(srnn, batch, "trace", paths)
     return terms.reconstruction - terms.kl
-
-
-FIRST_INPUTS = ("zero", "x1", "previous")
 
 
 def first_inputs(split, kind: str = "zero"):
