@@ -166,5 +166,17 @@ case "${1:-}" in
       *) echo "PROBE must be lr2e-3, updates9200 or lr2e-3-dropout0.2" >&2; exit 2 ;;
     esac
     ;;
-  *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned|probe|arch|x1|notts" >&2; exit 2 ;;
+  draws)  # RESULTS: a test ELBO is one draw of z per sequence, so it carries Monte Carlo noise of its own; ten draws
+          # (evaluation seeds 1-10) of seed 1 of each headline configuration measure it
+    for name in ${RUNS:-paper-jsb-srnn-seed1 tuned-jsb-srnn-seed1 paper-nottingham-srnn-seed1 paper-piano-srnn-seed1 \
+                paper-muse-srnn-seed1 paper-jsb-boulanger-seed1 tuned-jsb-boulanger-seed1 \
+                paper-nottingham-boulanger-seed1 paper-piano-boulanger-seed1 paper-muse-boulanger-seed1}; do
+      [ -s "docs/runs/$name/test.json" ] || continue
+      for seed in 1 2 3 4 5 6 7 8 9 10; do
+        evaluate_to "docs/runs/$name/draws/seed$seed.json" "runs/$name" --split test --seed $seed
+      done
+      echo "done $name draws"
+    done
+    ;;
+  *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned|probe|arch|x1|notts|draws" >&2; exit 2 ;;
 esac

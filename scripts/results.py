@@ -63,6 +63,7 @@ def main():
     merged_table()
     active_units_table()
     first_input_table()
+    draws_table()
     plots()
 
 
@@ -181,6 +182,30 @@ def first_input_table():
             elbo = json.loads(path.read_text())["elbo"]["per_sequence"] if path.exists() else None
             cells += [f"{elbo:.3f}", f"{elbo - zero:+.3f}"] if elbo is not None else ["", ""]
         print(f"| {run.name} | {zero:.3f} | {' | '.join(cells)} | {fmt(PAPER[run.name.split('-')[1]])} |")
+
+
+def draws_table():
+    """The Monte Carlo noise of one test evaluation (one draw of z per sequence), from ten draws of one run
+    (lane draws), beside the spread over training seeds of the same configuration, which includes it."""
+    folders = sorted(p.parent for p in RUNS.glob("*/draws"))
+    if not folders:
+        return
+    print("\nTest ELBO over ten draws of z (`srnn evaluate RUN --split test --seed 1..10`), paper norm. / total frames:\n")
+    print("| run | draws | mean over draws | sd of one draw | recorded evaluation | sd over training seeds |")
+    print("|---|---|---|---|---|---|")
+    for folder in folders:
+        draws = [json.loads(p.read_text())["elbo"] for p in sorted(folder.glob("draws/seed*.json"))]
+        if len(draws) < 2:
+            continue
+        columns = {key: [d[key] for d in draws] for key in ("per_sequence", "total_frames")}
+        recorded = json.loads((folder / "test.json").read_text())["elbo"]
+        _, ds, variant, *_ = folder.name.split("-")
+        seeds = seed_runs(ds, variant, tuned=folder.name.startswith("tuned"))
+        spread = " / ".join(f"{statistics.stdev(v):.3f}" for v in
+                            (seed_values(seeds, normalisation="per_sequence"), seed_values(seeds))) if len(seeds) > 1 else ""
+        print(f"| {folder.name} | {len(draws)} | "
+              + " | ".join(" / ".join(f"{f(columns[k]):.3f}" for k in columns) for f in (statistics.mean, statistics.stdev))
+              + f" | {recorded['per_sequence']:.3f} / {recorded['total_frames']:.3f} | {spread} |")
 
 
 def plots():
