@@ -89,6 +89,16 @@ def length_batches(lengths, max_frames: int):
     return groups
 
 
+def sequence_batches(sequences, d_dim: int, z_dim: int, max_frames: int = 32_000, device="cpu", first_inputs=None):
+    """Full sequences as (indices, :class:`Batch`) pairs, grouped by :func:`length_batches`, each starting from
+    d_0 = 0, z_0 = 0 and u_1 = 0 (or ``first_inputs[i]``): how every full-sequence score walks a split."""
+    lengths = np.array([len(s) for s in sequences])
+    for group in length_batches(lengths, max_frames):
+        x, u, mask = padded([sequences[i] for i in group],
+                            first_inputs=None if first_inputs is None else np.asarray(first_inputs)[group])
+        yield group, to_batch(x, u, mask, d_dim=d_dim, z_dim=z_dim, device=device)
+
+
 def to_batch(x, u, mask, d0=None, z0=None, d_dim=None, z_dim=None, device="cpu") -> Batch:
     """numpy arrays to a :class:`Batch` on ``device``; missing initial states are zeros."""
     n = x.shape[0]

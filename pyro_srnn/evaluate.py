@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from pyro import poutine
 
-from .batching import length_batches, padded, to_batch
+from .batching import sequence_batches
 from .config import FIRST_INPUTS, iwae_particles
 from .elbo import STACKED_ELBOS, SequenceTerms, StackedIWAE, sequence_terms
 from .errors import SRNNError
@@ -107,10 +107,7 @@ def score_sequences(srnn: SRNN, sequences, kl_form: str = "analytic", samples: i
     elbo, recon, kl_sum = np.zeros(n), np.zeros(n), np.zeros(n)
     bound = np.zeros(n) if iwae else None
     means, residuals = [], []
-    for group in length_batches(lengths, max_frames):
-        x, u, mask = padded([sequences[i] for i in group],
-                            first_inputs=None if first_inputs is None else np.asarray(first_inputs)[group])
-        batch = to_batch(x, u, mask, d_dim=srnn.config.d, z_dim=srnn.config.z, device=device)
+    for group, batch in sequence_batches(sequences, srnn.config.d, srnn.config.z, max_frames, device, first_inputs):
         paths = Paths(srnn, batch)  # no gradients here, so every draw can reuse the GRUs' outputs
         for _ in range(samples):
             r, k, _ = batch_scores(srnn, batch, kl_form, paths)
@@ -126,7 +123,7 @@ def score_sequences(srnn: SRNN, sequences, kl_form: str = "analytic", samples: i
             means.append(q_mean)
             residuals.append(q_mean - p_mean)
         if on_batch:
-            on_batch(int(mask.sum()))
+            on_batch(int(batch.mask.sum()))
     elbo = recon - kl_sum
     variances = [np.concatenate(v).var(0) for v in (means, residuals)] if active_units else [None, None]
     return SequenceScores(elbo, recon, kl_sum, lengths, bound, *variances)

@@ -1,7 +1,8 @@
 """Does the reference code's probability clipping move our test ELBO? Its log_bernoulli(x, p, eps=1e-7) clips
 each key's probability to [eps, 1 - eps] before the log, so no key costs more than -log(1e-7) = 16.1 nats;
 ours scores the exact log-sigmoid. For each run: the test ELBO (paper normalisation, u_1 = 0, one draw of z)
-exact and clipped on the same draw, and how many scored keys lie below the floor.
+exact (the draw of `srnn evaluate RUN --split test`, seed 0) and clipped on the same draw, and how many
+scored keys lie below the floor.
 
 Usage: .venv/bin/python scripts/reference_clip.py RUN_DIR [RUN_DIR ...]   (docs/RESULTS.md section 6)
 """
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 
 from pyro_srnn import load_run
-from pyro_srnn.batching import length_batches, padded, to_batch
+from pyro_srnn.batching import sequence_batches
 from pyro_srnn.elbo import sequence_terms
 from pyro_srnn.evaluate import traces
 from pyro_srnn.model import Paths
@@ -21,14 +22,13 @@ EPS = 1e-7  # the reference's tolerance_softmax
 
 @torch.no_grad()
 def clip_effect(run_dir):
-    torch.manual_seed(0)
     run = load_run(run_dir)
     srnn = run.srnn.eval()
     sequences = run.sequences("test")
     lengths = np.array([len(s) for s in sequences])
     exact, clipped, below = np.zeros(len(sequences)), np.zeros(len(sequences)), 0
-    for group in length_batches(lengths, 32_000):
-        batch = to_batch(*padded([sequences[i] for i in group]), d_dim=srnn.config.d, z_dim=srnn.config.z)
+    torch.manual_seed(0)  # as `srnn evaluate`, so the exact column is its recorded test ELBO
+    for group, batch in sequence_batches(sequences, srnn.config.d, srnn.config.z):
         model_trace, guide_trace = traces(srnn, batch, Paths(srnn, batch))
         reconstruction, kl, _ = sequence_terms(model_trace, guide_trace, "analytic")
         logits = model_trace.nodes["x"]["fn"].base_dist.base_dist.logits

@@ -199,3 +199,26 @@ def test_scoring_flushes_denormals_and_restores_the_mode(monkeypatch):
     before = _flushing()
     evaluate.score_sequences(srnn, [random_roll(rng, 30), random_roll(rng, 12)])
     assert seen and all(seen) and _flushing() == before
+
+
+def test_sequence_batches_rebuild_every_sequence_once():
+    """Each sequence lands in exactly one batch, as its own frames behind u_1 (zero or given), within the
+    frame budget unless it is longer than the budget alone."""
+    from pyro_srnn.batching import sequence_batches
+
+    rng = np.random.default_rng(3)
+    lengths = [7, 30, 3, 12, 12, 45, 1, 20]
+    seqs = [random_roll(rng, n, 0.2) for n in lengths]
+    starts = (rng.random((len(seqs), 88)) < 0.3).astype(np.float32)
+    seen = []
+    for group, batch in sequence_batches(seqs, d_dim=5, z_dim=3, max_frames=40, first_inputs=starts):
+        assert len(group) == 1 or len(group) * max(lengths[i] for i in group) <= 40
+        assert batch.d0.shape == (len(group), 5) and batch.z0.shape == (len(group), 3)
+        for row, i in enumerate(group):
+            n = lengths[i]
+            np.testing.assert_array_equal(batch.x[row, :n].numpy(), seqs[i])
+            assert batch.mask[row].sum() == n and bool(batch.mask[row, :n].all())
+            np.testing.assert_array_equal(batch.u[row, 0].numpy(), starts[i])
+            np.testing.assert_array_equal(batch.u[row, 1:n].numpy(), seqs[i][:-1])
+        seen += group
+    assert sorted(seen) == list(range(len(seqs)))
