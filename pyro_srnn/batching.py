@@ -93,9 +93,9 @@ def sequence_batches(sequences, d_dim: int, z_dim: int, max_frames: int = 32_000
     """Full sequences as (indices, :class:`Batch`) pairs, grouped by :func:`length_batches`, each starting from
     d_0 = 0, z_0 = 0 and u_1 = 0 (or ``first_inputs[i]``): how every full-sequence score walks a split."""
     lengths = np.array([len(s) for s in sequences])
+    starts = None if first_inputs is None else np.asarray(first_inputs)
     for group in length_batches(lengths, max_frames):
-        x, u, mask = padded([sequences[i] for i in group],
-                            first_inputs=None if first_inputs is None else np.asarray(first_inputs)[group])
+        x, u, mask = padded([sequences[i] for i in group], first_inputs=None if starts is None else starts[group])
         yield group, to_batch(x, u, mask, d_dim=d_dim, z_dim=z_dim, device=device)
 
 

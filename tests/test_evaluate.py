@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from cli.main import srnn as srnn_cli
 from data_prep.h5 import PianoRollFile
+from pyro_srnn.batching import sequence_batches
 from pyro_srnn.evaluate import SequenceScores, score_sequences
 from pyro_srnn.model import SRNN
 from pyro_srnn.train import Trainer
@@ -204,8 +205,6 @@ def test_scoring_flushes_denormals_and_restores_the_mode(monkeypatch):
 def test_sequence_batches_rebuild_every_sequence_once():
     """Each sequence lands in exactly one batch, as its own frames behind u_1 (zero or given), within the
     frame budget unless it is longer than the budget alone."""
-    from pyro_srnn.batching import sequence_batches
-
     rng = np.random.default_rng(3)
     lengths = [7, 30, 3, 12, 12, 45, 1, 20]
     seqs = [random_roll(rng, n, 0.2) for n in lengths]
