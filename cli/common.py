@@ -11,13 +11,27 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from pyro_srnn.config import SAMPLING_BURN_IN, SRNNConfig
+from pyro_srnn.config import MAX_SAMPLE_FRAMES, SAMPLING_BURN_IN, SAMPLING_LIMITS, SRNNConfig
 
 DEFAULT = SRNNConfig()  # the paper's hyperparameters: the one source of every default below
 
-# rich wraps at 80 columns when output is not a terminal (logs, CI); tables are wider than that
-console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
-out = Console(width=None if sys.stdout.isatty() else 120)
+# The terminal is one medium with one escaping rule: rich never reads markup or emoji codes in what it prints
+# (file, folder, dataset and frame names reach tables, titles and lines verbatim), our own colours are styles
+# (:func:`styled`), and rich drops control characters itself. rich wraps at 80 columns when output is not a
+# terminal (logs, CI); tables are wider than that.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 120, markup=False, emoji=False)
+out = Console(width=None if sys.stdout.isatty() else 120, markup=False, emoji=False)
+
+
+def styled(*parts) -> Text:
+    """A line of plain strings and (string, style) pairs, e.g. styled(("skipped", "yellow"), " ", reason): the
+    strings are shown as they are, whatever brackets they hold."""
+    return Text.assemble(*parts)
+
+
+def printable(text: str) -> str:
+    """``text`` on one line: control characters (a newline in a file name) written as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 DATASETS = ("jsb", "nottingham", "muse", "piano", "bach", "merged")
 
@@ -34,7 +48,7 @@ class UserError(click.ClickException):
     """A problem the user can fix; shown as one line, exit code 1 unless told otherwise."""
 
     def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(message)
+        super().__init__(printable(message))
         self.exit_code = exit_code
 
 
@@ -44,14 +58,15 @@ def friendly_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from data_prep.audio import AudioError
-        from data_prep.files import OutputError
+        from data_prep.files import OutputError, command_inputs
         from data_prep.h5 import DataFileError
         from data_prep.midi import MidiError
         from data_prep.sources import SourceError
         from pyro_srnn.errors import RunBusy, SRNNError
 
         try:
-            return fn(*args, **kwargs)
+            with command_inputs():
+                return fn(*args, **kwargs)
         except RunBusy as exc:
             raise UserError(str(exc), exit_code=RunBusy.EXIT_CODE) from None
         except (DataFileError, MidiError, SourceError, SRNNError, OutputError, AudioError) as exc:
@@ -59,11 +74,15 @@ def friendly_errors(fn):
         except OSError as exc:  # a full disk, a read-only folder, a file that vanished: the system's own words
             where = f"{exc.filename}: " if exc.filename else ""
             raise UserError(f"{where}{exc.strerror or exc}") from None
-        except MemoryError:
-            raise UserError("out of memory; ask for less (fewer or shorter pieces, a smaller model)") from None
+        except (MemoryError, RuntimeError) as exc:
+            from pyro_srnn.errors import allocation_failure
+
+            if not allocation_failure(exc):
+                raise
+            raise UserError(allocation_failure(exc)) from None
         except KeyboardInterrupt:
-            console.print("[red]interrupted[/red]: no partial output was left; a training run continues "
-                          "from its last checkpoint with --resume")
+            console.print(styled(("interrupted", "red"), ": no partial output was left; a training run continues "
+                                 "from its last checkpoint with --resume"))
             sys.exit(130)
 
     return wrapper
@@ -80,7 +99,7 @@ class BarReporter:
 
     def advance(self, name, error=None):
         if error:
-            self.progress.console.print(f"[yellow]skipped[/yellow] {error}")
+            self.progress.console.print(styled(("skipped", "yellow"), " ", error))
         self.progress.advance(self.task)
 
 
@@ -104,19 +123,32 @@ class RateColumn(ProgressColumn):
 
 def progress_bar(unit="files", *extra_columns) -> Progress:
     """A bar with count, rate, elapsed time and ETA."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(unit),
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), RateColumn(unit),
                     TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), *extra_columns,
                     console=console)
 
 
+def refuse_inapplicable(ctx, options: dict, why: str):
+    """Refuse options given on the command line that the chosen mode does not use. ``options`` maps parameter
+    names to how they are spelt (``{"iwae": "--iwae"}``); ``why`` ends the sentence."""
+    given = [spelling for name, spelling in options.items()
+             if ctx.get_parameter_source(name) is not None and ctx.get_parameter_source(name).name == "COMMANDLINE"]
+    if given:
+        raise UserError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply {why}")
+
+
 def sampling_options(fn):
-    """--temperature, --z-scale and --burn-in: departures from ancestral sampling (pyro_srnn.sample.Controls)."""
+    """--temperature, --z-scale and --burn-in: departures from ancestral sampling (pyro_srnn.sample.Controls),
+    in the ranges Controls accepts."""
+    low_t, high_t = SAMPLING_LIMITS["temperature"]
+    high_s = SAMPLING_LIMITS["z_scale"][1]
     options = [
-        click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+        click.option("--temperature", type=click.FloatRange(low_t, high_t), default=1.0, show_default=True,
                      help="Divide the emission's logits by T (below 1: fewer, surer notes)."),
-        click.option("--z-scale", type=click.FloatRange(min=0), default=1.0, show_default=True,
+        click.option("--z-scale", type=click.FloatRange(0, high_s), default=1.0, show_default=True,
                      help="Multiply the prior's standard deviation of z_t by S (0: its mean)."),
-        click.option("--burn-in", type=click.IntRange(min=0), default=SAMPLING_BURN_IN, show_default=True,
+        click.option("--burn-in", type=click.IntRange(0, MAX_SAMPLE_FRAMES), default=SAMPLING_BURN_IN,
+                     show_default=True,
                      help="Generate N frames from the zero state and drop them before the piece starts (from the "
                           "zero state alone the model opens with a burst of notes; 0: sample as defined)."),
     ]

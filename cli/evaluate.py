@@ -5,18 +5,23 @@ import json
 
 import click
 
-from pyro_srnn.config import FIRST_INPUTS
+from pyro_srnn.config import FIRST_INPUTS, MAX_MUSIC_PIECES, MAX_PARTICLES, MAX_SAMPLE_FRAMES, MAX_SEED
 
 from .common import BarReporter, UserError, console, friendly_errors, numbers_table, out, progress_bar, \
-    sampling_options
+    refuse_inapplicable, sampling_options, styled
+
+SCORING_ONLY = {"iwae": "--iwae", "samples": "--samples", "kl_form": "--elbo", "first_input": "--first-input",
+                "active_units": "--active-units"}
+MUSIC_ONLY = {"count": "--n", "steps": "--steps", "temperature": "--temperature", "z_scale": "--z-scale",
+              "burn_in": "--burn-in"}
 
 
 @click.command()
 @click.argument("target", required=False, type=click.Path())
 @click.option("--split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True)
-@click.option("--iwae", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--iwae", type=click.IntRange(0, MAX_PARTICLES), default=0, show_default=True,
               help="K > 0 adds the importance-weighted bound with K samples.")
-@click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--samples", type=click.IntRange(1, MAX_PARTICLES), default=1, show_default=True,
               help="Average the ELBO over S draws.")
 @click.option("--elbo", "kl_form", type=click.Choice(["analytic", "trace"]), default="analytic", show_default=True,
               help="KL term: analytic per step (the paper) or sampled.")
@@ -24,19 +29,22 @@ from .common import BarReporter, UserError, console, friendly_errors, numbers_ta
 @click.option("--midi", type=click.Path(), help="Score these MIDI pieces instead (a file or a folder), read as the "
               "run's data was read (frame grid, rule, transposition); prints each piece's ELBO per frame.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--first-input", type=click.Choice(FIRST_INPUTS), default="zero", show_default=True,
               help="u_1 of each sequence: 0 (the model's definition), x_1, or the frame before the sequence "
               "where the data holds it (the SRNN npz test split; the reference code's test ELBO).")
 @click.option("--music", is_flag=True, help="Instead of the ELBO: sample --n pieces of --steps frames and compare "
               "their statistics (polyphony, onsets, note lengths, pitches, silence, scale) with the split's.")
-@click.option("--n", "count", type=click.IntRange(min=1), default=32, show_default=True, help="--music: pieces.")
-@click.option("--steps", type=click.IntRange(min=1), default=400, show_default=True, help="--music: frames each.")
+@click.option("--n", "count", type=click.IntRange(1, MAX_MUSIC_PIECES), default=32, show_default=True,
+              help="--music: pieces.")
+@click.option("--steps", type=click.IntRange(1, MAX_SAMPLE_FRAMES), default=400, show_default=True,
+              help="--music: frames each.")
 @sampling_options
 @click.option("--active-units", is_flag=True, help="Count latent dimensions whose posterior mean varies (> 0.01).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
 @friendly_errors
-def evaluate(target, split, iwae, samples, kl_form, data_file, midi, device, seed, first_input, music, count, steps,
+def evaluate(ctx, target, split, iwae, samples, kl_form, data_file, midi, device, seed, first_input, music, count, steps,
              temperature, z_scale, burn_in, active_units, as_json):
     """ELBO (and IWAE bound) per frame of the full sequences of a split or of MIDI pieces (--midi), or sample
     statistics against the data (--music), for TARGET: a run directory or checkpoint (default: the most
@@ -49,6 +57,10 @@ def evaluate(target, split, iwae, samples, kl_form, data_file, midi, device, see
     from pyro_srnn.errors import SRNNError
     from pyro_srnn.evaluate import first_inputs, score_sequences
 
+    if music:
+        refuse_inapplicable(ctx, SCORING_ONLY, "to --music, which samples instead of scoring")
+    else:
+        refuse_inapplicable(ctx, MUSIC_ONLY, "without --music (they set how --music samples)")
     run = load_run(target, device, data_file)  # the data checked against the run's fingerprint
     checkpoint, srnn, data = run.checkpoint, run.srnn, run.data
     dev = next(srnn.parameters()).device
@@ -63,11 +75,13 @@ def evaluate(target, split, iwae, samples, kl_form, data_file, midi, device, see
         with progress_bar() as progress:
             pieces = read_pieces(midi, data.grid, reading_of(data.attrs), reporter=BarReporter(progress))
         if pieces.skipped:
-            console.print(f"[yellow]{len(pieces.skipped)} file(s) skipped[/yellow] (reasons above)")
+            console.print(styled((f"{len(pieces.skipped)} file(s) skipped", "yellow"), " (reasons above)"))
         split, chosen = "MIDI", pieces.splits["test"]
     else:
         chosen = data.split(split)
     sequences = chosen.sequences()
+    if not sequences:
+        raise UserError(f"{midi or data.path}: the {split} split holds no sequences to score")
     if music:
         return music_report(srnn, sequences, f"{data.dataset} {split}", count, steps, seed,
                             (temperature, z_scale, burn_in), as_json)
@@ -130,8 +144,10 @@ def music_report(srnn, sequences, what: str, count: int, steps: int, seed: int, 
     from pyro_srnn.sample import Controls, sample_statistics
 
     controls = Controls(*controls)
-    with console.status(f"sampling {count} pieces of {steps} frames"):
-        rows = sample_statistics(srnn, sequences, count, steps, seed, controls)
+    with progress_bar("frames") as progress:
+        task = progress.add_task(f"sampling {count} x {steps} frames", total=count * (steps + controls.burn_in))
+        rows = sample_statistics(srnn, sequences, count, steps, seed, controls,
+                                 on_frames=lambda k: progress.advance(task, k))
     result = {"data": what, "pieces": count, "steps": steps, "seed": seed, "controls": controls.__dict__,
               "statistics": [{"statistic": name, "data": a, "samples": b, kind: value}
                              for name, a, b, kind, value in rows]}

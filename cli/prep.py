@@ -8,7 +8,8 @@ import click
 
 from data_prep.limits import MAX_FRAMES, RULES
 
-from .common import DATASETS, BarReporter, UserError, console, friendly_errors, numbers_table, out, progress_bar
+from .common import DATASETS, BarReporter, UserError, console, friendly_errors, numbers_table, out, progress_bar, \
+    styled
 from .info import print_summary
 
 
@@ -89,13 +90,13 @@ def prep(ctx, dataset, variant, source, midi_dir, name, frame, frame_rule, drums
                                          limit, reporter, max_frames=max_frames, rule=frame_rule)
     prepared.write(target, command="srnn " + " ".join(sys.argv[1:]), force=force)
     if prepared.skipped:
-        console.print(f"[yellow]{len(prepared.skipped)} file(s) skipped[/yellow] (reasons above)")
+        console.print(styled((f"{len(prepared.skipped)} file(s) skipped", "yellow"), " (reasons above)"))
     if prepared.reading is not None:
         print_note_counts(prepared)
     from data_prep.h5 import PianoRollFile
 
     print_summary(PianoRollFile(target))
-    console.print(f"wrote [bold]{target}[/bold]")
+    console.print(styled("wrote ", (str(target), "bold")))
 
 
 def parse_programs(text: str | None):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .common import friendly_errors, out
+from .common import UserError, friendly_errors, out
 
 
 @click.command()
@@ -22,10 +22,11 @@ from .common import friendly_errors, out
 def render(midi_file, output, program, file_programs, rate, mono, force):
     """Render MIDI_FILE to a WAV with the General MIDI soundfont TimGM6mb, offline."""
     from data_prep.audio import render_midi, write_wav
-    from data_prep.files import staged
+    from data_prep.files import reading, staged
 
     if not Path(midi_file).is_file():
-        raise click.ClickException(f"{midi_file}: no such MIDI file")
+        raise UserError(f"{midi_file}: no such MIDI file")
+    reading(midi_file)  # so that -o cannot name it
     with staged([output], force) as (tmp,):
         audio = render_midi(midi_file, None if file_programs else program, int(rate))
         write_wav(audio, tmp, int(rate), mono)

@@ -6,23 +6,29 @@ from pathlib import Path
 
 import click
 
+from pyro_srnn.config import MAX_SAMPLE_FRAMES, MAX_SEED
+
 from .common import UserError, friendly_errors, out, progress_bar, sampling_options
+
+MAX_PIECES = 100_000  # pieces of one command: each is a file (or two) of its own
 
 
 @click.command()
 @click.option("-o", "--output", required=True, type=click.Path(), help="MIDI file to write (with --n K: out-1.mid ...).")
 @click.option("--run", "run_dir", type=click.Path(), help="Run directory (default: the most recent under runs/).")
 @click.option("--checkpoint", type=click.Path(), help="A checkpoint file instead of a run.")
-@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Frames to sample.")
-@click.option("--n", "count", type=click.IntRange(min=1), default=1, show_default=True, help="Number of pieces.")
+@click.option("--steps", type=click.IntRange(1, MAX_SAMPLE_FRAMES), default=200, show_default=True,
+              help="Frames to sample.")
+@click.option("--n", "count", type=click.IntRange(1, MAX_PIECES), default=1, show_default=True,
+              help="Number of pieces.")
 @click.option("--prime", type=click.Path(), help="A MIDI file whose opening the samples continue.")
-@click.option("--prime-steps", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--prime-steps", type=click.IntRange(1, MAX_SAMPLE_FRAMES), default=32, show_default=True,
               help="Frames of --prime to use.")
 @click.option("--png", type=click.Path(), help="Also draw the piano roll(s) to this PNG file.")
 @click.option("--wav", type=click.Path(), help="Also render the piece(s) to this WAV file (with --n K: out-1.wav ...), "
               "piano, 44.1 kHz (see srnn render).")
 @sampling_options
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @friendly_errors
@@ -56,10 +62,12 @@ def sample(output, run_dir, checkpoint, steps, count, prime, prime_steps, png, w
     primer = read_midi_roll(prime, grid, transpose=0)[:prime_steps] if prime else None
     srnn = model_from_checkpoint(ckpt, resolve_device(device))
     drawn, seconds = [], 0.0  # seconds spent sampling, not writing or rendering
-    with staged(outputs, force) as temporaries, progress_bar("pieces") as progress:
-        task = progress.add_task("sampling", total=count)
+    with staged(outputs, force) as temporaries, progress_bar("frames") as progress:
+        per_piece = steps + (0 if primer is not None else controls.burn_in)
+        task = progress.add_task(f"sampling {count} x {steps} frames", total=count * per_piece)
         written = 0
-        batches = sample_batches(srnn, steps, count, primer, seed, controls=controls)
+        batches = sample_batches(srnn, steps, count, primer, seed, controls=controls,
+                                 on_frames=lambda k: progress.advance(task, k))
         while True:
             started = time.perf_counter()
             rolls = next(batches, None)
@@ -72,7 +80,6 @@ def sample(output, run_dir, checkpoint, steps, count, prime, prime_steps, png, w
                     write_wav(render_midi(temporaries[written]), temporaries[count + written])
                 written += 1
             drawn.extend(rolls[:MAX_DRAWN - len(drawn)])
-            progress.advance(task, len(rolls))
         if png:
             from pyro_srnn.plot import draw_rolls
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .common import UserError, console, friendly_errors, out, progress_bar
+from .common import UserError, console, friendly_errors, out, progress_bar, styled
 
 
 @click.command()
@@ -40,19 +40,27 @@ def sweep(dataset, data_file, grid, search, trials, epochs, jobs, prune, storage
     interrupted ones resume from their last.pt. Sweeps started with the same --storage and --study on
     several machines share the work."""
     from data_prep.h5 import PianoRollFile
-    from pyro_srnn.sweep import Sweep, grid_points, open_study, parse_grid, parse_search, worker_threads
+    from pyro_srnn.memory import check_fits
+    from pyro_srnn.sweep import Sweep, grid_points, open_study, parse_grid, parse_search, point_config, \
+        search_corners, sqlite_file, worker_threads
     from pyro_srnn.train import resolve_device
 
     if bool(grid) == bool(search):
         raise UserError("give one of --grid and --search")
-    points = len(grid_points(parse_grid(grid, epochs))) if grid else None
-    if search:
-        parse_search(search)
+    configs = [point_config(p, epochs) for p in grid_points(parse_grid(grid, epochs))] if grid else \
+        search_corners(parse_search(search), epochs)
+    points = len(configs) if grid else None
+    total = points or trials
+    if jobs > total:
+        raise UserError(f"--jobs {jobs}: the sweep has {total} trial(s), so at most {total} worker(s) have work")
+    if storage:
+        sqlite_file(storage)  # an in-memory database is refused before anything is made
+    check_fits(configs, f"--jobs {jobs} with the sweep's largest configuration", processes=jobs,
+               device=resolve_device(device))
     data_file = data_file or os.path.join("data", f"{dataset}.h5")
     if not Path(data_file).exists():
         raise UserError(f"{data_file}: no such data file; prepare it with `srnn prep --dataset {dataset}`")
     out_dir = Path(out_dir or os.path.join("sweeps", Path(data_file).stem))
-    total = points or trials
     spec = Sweep(data_file=str(data_file), out_dir=str(out_dir), epochs=epochs, grid=grid, search=search,
                  trials=trials, prune=prune, storage=storage, study_name=study_name,
                  device=str(resolve_device(device)), threads=worker_threads(jobs))
@@ -61,10 +69,12 @@ def sweep(dataset, data_file, grid, search, trials, epochs, jobs, prune, storage
     console.print(f"study {spec.name!r} ({spec.storage_url}): {'grid of ' + str(points) if grid else 'search of ' + str(trials)}"
                   f" trials, {epochs} epochs each, {jobs} worker(s), {sum(s.is_finished() for s in seen.values())} "
                   f"trial(s) already finished; runs in {out_dir}/")
+    previous_term = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM acts as Ctrl-C: workers stop with us
     with progress_bar("trials") as progress:
         task = progress.add_task("sweep", total=total)
-        workers = _start_workers(spec, jobs)
+        workers = []
         try:
+            workers = _start_workers(spec, jobs)
             while True:
                 alive = any(w.is_alive() for w in workers)
                 _show_events(study, seen, progress, task)
@@ -74,9 +84,13 @@ def sweep(dataset, data_file, grid, search, trials, epochs, jobs, prune, storage
         except KeyboardInterrupt:
             for w in workers:
                 w.kill()
-            console.print("[red]interrupted[/red]: rerun the same command to continue; interrupted trials resume "
-                          "from their last.pt")
+            for w in workers:
+                w.join()
+            console.print(styled(("interrupted", "red"), ": rerun the same command to continue; interrupted trials "
+                                 "resume from their last.pt"))
             sys.exit(130)
+        finally:
+            signal.signal(signal.SIGTERM, previous_term)
     broken = [w.exitcode for w in workers if w.exitcode]
     failed = _write_results(study, out_dir)
     if broken:
@@ -89,17 +103,23 @@ def _start_workers(spec, jobs: int):
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # no forked copies of torch's threads or the database
-    workers = [context.Process(target=_worker, args=(spec,), daemon=True) for _ in range(jobs)]
+    workers = [context.Process(target=_worker, args=(spec, os.getpid()), daemon=True) for _ in range(jobs)]
     for w in workers:
         w.start()
     return workers
 
 
-def _worker(spec):
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _worker(spec, parent: int):
     """A worker process: Ctrl-C is the parent's to handle (it kills the workers, whose trials are then
-    retried), and a problem is one line on stderr."""
+    retried), the worker ends when its parent does, however the parent ended (kill -9 included), and a
+    problem is one line on stderr."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from pyro_srnn.errors import SRNNError
+    _die_with_parent(parent)
+    from pyro_srnn.errors import SRNNError, allocation_failure
     from pyro_srnn.sweep import work
 
     try:
@@ -107,6 +127,37 @@ def _worker(spec):
     except SRNNError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except (MemoryError, RuntimeError) as exc:
+        if not allocation_failure(exc):
+            raise
+        print(f"Error: {allocation_failure(exc)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _die_with_parent(parent: int):
+    """End this process when ``parent`` ends. On Linux the kernel sends SIGKILL the moment it does
+    (PR_SET_PDEATHSIG); elsewhere a thread looks every second. Checkpoints are written by rename, so a
+    worker killed at any instant leaves its run resumable."""
+    import threading
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _show_events(study, seen: dict, progress, task):

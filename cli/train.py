@@ -10,7 +10,8 @@ from rich.progress import TextColumn
 
 from pyro_srnn.config import SRNNConfig, parse_augment
 
-from .common import DATASETS, DEFAULT, UserError, console, friendly_errors, numbers_table, out, progress_bar
+from .common import DATASETS, DEFAULT, UserError, console, friendly_errors, numbers_table, out, progress_bar, \
+    styled
 
 
 @click.command()
@@ -69,7 +70,7 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, 
     import time
 
     from data_prep.h5 import PianoRollFile
-    from pyro_srnn.runs import RunDir, latest_run
+    from pyro_srnn.runs import RunDir, data_location, latest_run
     from pyro_srnn.train import Hooks, Trainer
 
     # every remaining option is named as the SRNNConfig field it sets
@@ -79,7 +80,7 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, 
     if saved:
         given = {k: v for k, v in options.items() if ctx.get_parameter_source(k).name == "COMMANDLINE"}
         config = RunDir(run_dir).resume_config(given)
-        data_file = data_file or saved["data"]
+        data_file = data_file or data_location(saved, run_dir) or saved.get("data")
     else:
         config = SRNNConfig(**options)
     data_file = data_file or os.path.join("data", f"{dataset}.h5")
@@ -103,7 +104,7 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, 
         from pyro_srnn.distributed import launch
 
         argv = _without_option(sys.argv[1:], "--nproc") + (["--run-dir", run_dir] if "--run-dir" not in sys.argv else [])
-        console.print(f"launching {nproc} data-parallel processes for run [bold]{run_dir}[/bold]")
+        console.print(styled(f"launching {nproc} data-parallel processes for run ", (str(run_dir), "bold")))
         launch(nproc, [sys.executable, "-m", "cli.main", *argv])  # the first process prints the summary
         return
     if int(os.environ.get("RANK", "0")) > 0:  # only the first process reports
@@ -112,7 +113,7 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, 
         trainer.fit()
         return
 
-    progress = progress_bar("frames", TextColumn("{task.fields[status]}"))
+    progress = progress_bar("frames", TextColumn("{task.fields[status]}", markup=False))
     state = {}
 
     def epoch_start(epoch, n_batches):
@@ -142,14 +143,14 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, 
     trainer = Trainer(config, data, run_dir, device,
                       Hooks(epoch_start, step, epoch_end, validation_start, validation_step), capture=capture)
     if trainer.capture_problem:
-        console.print(f"[yellow]--capture[/yellow]: {trainer.capture_problem}; the step runs eagerly")
+        console.print(styled(("--capture", "yellow"), f": {trainer.capture_problem}; the step runs eagerly"))
     trainer.start(resume=resume)
     writer = SummaryWriter(str(trainer.run.path / "tensorboard")) if tensorboard else None
-    console.print(f"run [bold]{run_dir}[/bold]: {data.dataset} ({data.path}), d={config.d} a={config.a} "
-                  f"z={config.z}, {trainer.config.epochs} epochs"
-                  + (f" ({config.updates} updates)" if config.updates else "")
-                  + f", {config.elbo} {'bound' if config.iwae_particles else 'ELBO'}, device {trainer.device}"
-                  + (f", resumed after epoch {trainer.epoch}" if trainer.epoch else ""))
+    summary = (f": {data.dataset} ({data.path}), d={config.d} a={config.a} z={config.z}, {trainer.config.epochs} epochs"
+               + (f" ({config.updates} updates)" if config.updates else "")
+               + f", {config.elbo} {'bound' if config.iwae_particles else 'ELBO'}, device {trainer.device}"
+               + (f", resumed after epoch {trainer.epoch}" if trainer.epoch else ""))
+    console.print(styled("run ", (str(run_dir), "bold"), summary))
     with progress:
         trainer.fit()
     _print_training_summary(trainer.run)

@@ -11,10 +11,10 @@ import importlib.util
 import wave
 from pathlib import Path
 
-import mido
 import numpy as np
 
-from .midi import PERCUSSION_CHANNEL
+from .files import writing
+from .midi import PERCUSSION_CHANNEL, open_midi
 
 SAMPLE_RATE = 44_100
 RELEASE_SECONDS = 1.0  # kept after the last event, so the last notes' release rings out
@@ -43,10 +43,7 @@ def render_midi(path, program: int | None = 0, sample_rate: int = SAMPLE_RATE) -
     except ImportError:
         raise AudioError("audio needs the tinysoundfont package: pip install --no-deps tinysoundfont "
                          "(`make install` does it; its pyaudio dependency is for live playback only)") from None
-    try:
-        midi = mido.MidiFile(str(path), clip=True)
-    except Exception as exc:
-        raise AudioError(f"{path}: not a readable MIDI file ({exc.__class__.__name__}: {exc})") from None
+    midi = open_midi(path, timed=True)
     synth = tinysoundfont.Synth(samplerate=sample_rate)
     font = synth.sfload(str(soundfont_path()))
     for channel in range(16):
@@ -81,7 +78,9 @@ def write_wav(audio: np.ndarray, path, sample_rate: int = SAMPLE_RATE, mono: boo
     if mono:
         audio = audio.mean(1, keepdims=True)
     pcm = (np.clip(audio, -1, 1) * 32767).round().astype("<i2")
-    with wave.open(str(path), "wb") as f:
+    # the file is opened here, not by wave: a Wave_write whose file failed to open complains again when
+    # collected ("Exception ignored in Wave_write.__del__")
+    with writing(path), open(path, "wb") as file, wave.open(file, "wb") as f:
         f.setnchannels(audio.shape[1])
         f.setsampwidth(2)
         f.setframerate(sample_rate)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from .files import OutputError, check_output, write_bytes
+from .files import OutputError, check_output, reading, write_bytes
 from .midi import LOWEST_KEY, N_KEYS, Grid, grid_from_attrs
 
 FORMAT = "pyro-srnn-pianoroll-1"
@@ -122,6 +122,7 @@ class PianoRollFile:
             raise DataFileError(f"{self.path}: no such file")
         if not os.path.isfile(self.path):
             raise DataFileError(f"{self.path}: not a regular file")
+        reading(self.path)
         try:
             f = h5py.File(self.path, "r")
         except OSError as exc:
@@ -157,7 +158,11 @@ class PianoRollFile:
         except (TypeError, ValueError):
             raise bad(f"invalid frame grid (frame_unit {attrs['frame_unit']!r}, frame_step {attrs['frame_step']!r}, "
                       f"frame_phase {attrs['frame_phase']!r}, frame_rule {attrs.get('frame_rule')!r}); expected unit "
-                      "beat or seconds, a positive step, a phase of 0 or more and rule sample or overlap") from None
+                      "beat or seconds, a positive finite step that MIDI can write, a phase of 0 or more and rule "
+                      "sample or overlap") from None
+        tempo = attrs.get("tempo_bpm")
+        if tempo is not None and (isinstance(tempo, (bool, str)) or not 0 < float(tempo) < 1e6):
+            raise bad(f"the tempo_bpm attribute is {tempo!r}, not a tempo (beats per minute, more than 0)")
         try:
             attrs["midi_options"] = json.loads(attrs.get("midi_options", "{}"))
         except (TypeError, ValueError):

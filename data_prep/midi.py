@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 
 import mido
 import numpy as np
 
+from .files import reading, writing
 from .limits import MAX_FRAMES, OVERLAP_SHARE, RULES
 
 LOWEST_KEY = 21
@@ -31,6 +33,9 @@ N_KEYS = 88
 PERCUSSION_CHANNEL = 9  # General MIDI channel 10: its note numbers are drums, not pitches
 WRITE_TICKS_PER_BEAT = 480
 WRITE_TEMPO = 500_000  # microseconds per beat: 120 bpm, so a tick is 1/960 s and 0.3 s is 288 ticks
+MAX_TICKS_PER_BEAT = 0x7FFF  # a MIDI file's division: 15 bits
+MAX_TEMPO = 0xFFFFFF  # microseconds per beat: 24 bits
+MAX_STEP_SECONDS = 60.0
 
 
 class MidiError(ValueError):
@@ -49,9 +54,44 @@ class Grid:
     rule: str = "sample"
 
     def __post_init__(self):
-        if self.unit not in ("beat", "seconds") or not self.step > 0 or not self.phase >= 0 \
-                or self.rule not in RULES:
+        if self.unit not in ("beat", "seconds") or not math.isfinite(self.step) or not self.step > 0 \
+                or not (math.isfinite(self.phase) and 0 <= self.phase < 1e6) or self.rule not in RULES:
             raise ValueError(f"invalid grid {self}")
+        write_timing(self)  # a grid is only as good as the MIDI files it can be written to
+
+
+def write_timing(grid: Grid, bpm: float = 120.0) -> tuple:
+    """(ticks per beat, microseconds per beat, ticks per frame) that place every frame boundary of ``grid`` on
+    a whole tick, so that a written roll reads back exactly. A beat grid keeps ``bpm`` and takes a finer
+    division where an eighth of 480 ticks is not enough; a seconds grid keeps 120 bpm where 0.3 s (288 ticks)
+    and its like fit, and otherwise makes a frame a whole number of beats, or a tick one microsecond.
+    Raises ValueError for a grid that no MIDI file can hold exactly."""
+    if grid.unit == "beat":
+        step = Fraction(grid.step).limit_denominator(MAX_TICKS_PER_BEAT)
+        phase = Fraction(math.floor(grid.phase))
+        if abs(float(step) - grid.step) > 1e-9 * grid.step:
+            raise ValueError(f"a frame of {grid.step} beats is not a whole number of MIDI ticks")
+        tpb = math.lcm(WRITE_TICKS_PER_BEAT, step.denominator)
+        if tpb > MAX_TICKS_PER_BEAT:
+            tpb = step.denominator
+        frame_ticks = step * tpb
+        if tpb > MAX_TICKS_PER_BEAT or frame_ticks * (1 + phase) > 2 ** 27:
+            raise ValueError(f"a frame of {grid.step} beats is not a whole number of MIDI ticks")
+        if not 0 < bpm < 1e6 or not 1 <= round(60e6 / bpm) <= MAX_TEMPO:
+            raise ValueError(f"tempo {bpm} bpm cannot be written to MIDI")
+        return tpb, int(round(60e6 / bpm)), int(frame_ticks)
+    micros = grid.step * 1e6
+    if grid.step > MAX_STEP_SECONDS or abs(micros - round(micros)) > 1e-6 * max(1.0, micros):
+        raise ValueError(f"a frame of {grid.step} s is not a whole number of microseconds up to "
+                         f"{MAX_STEP_SECONDS:g} s, which MIDI cannot place exactly")
+    micros = int(round(micros))
+    at_120 = Fraction(micros * WRITE_TICKS_PER_BEAT, WRITE_TEMPO)
+    if at_120.denominator == 1:
+        return WRITE_TICKS_PER_BEAT, WRITE_TEMPO, int(at_120)
+    for beats in range(1, 65):  # a frame of whole beats at a tempo near the original's
+        if micros % beats == 0 and micros // beats <= MAX_TEMPO:
+            return WRITE_TICKS_PER_BEAT, micros // beats, beats * WRITE_TICKS_PER_BEAT
+    return WRITE_TICKS_PER_BEAT, WRITE_TICKS_PER_BEAT, micros  # a tick is a microsecond
 
 
 @dataclass
@@ -102,7 +142,7 @@ def frame_grid(frame: str, rule: str = "sample") -> Grid:
             seconds = 0.0
         if not 0 < seconds < 60:
             raise ValueError(f"frame {frame!r}: expected seconds such as 0.3s (more than 0, under 60)")
-        return Grid("seconds", seconds, 0.0, f"{seconds:g}s", rule)
+        return Grid("seconds", seconds, 0.0, f"{seconds:.10g}s", rule)
     if frame not in FRAME_BEATS:
         raise ValueError(f"unknown frame {frame!r}; choose one of {', '.join(FRAME_BEATS)} or seconds such as 0.3s")
     return replace(beat_grid(frame, BOULANGER_PHASE if rule == "sample" else 0.0), rule=rule)
@@ -128,21 +168,14 @@ def read_midi_notes(path, grid: Grid, name=None, drums: bool = False, programs=N
     """
     is_file = hasattr(path, "read")
     path_name = name or (getattr(path, "name", "<MIDI data>") if is_file else str(path))
-    try:
-        mid = mido.MidiFile(file=path, clip=True) if is_file else mido.MidiFile(str(path), clip=True)
-    except Exception as exc:  # mido raises many kinds for corrupt files
-        raise MidiError(f"{path_name}: not a readable MIDI file ({exc.__class__.__name__}: {exc})") from None
-    if mid.type == 2:
-        raise MidiError(f"{path_name}: MIDI type 2 (independent sequences) is not supported")
+    mid = open_midi(path, path_name, timed=grid.unit == "seconds")
     tpb = mid.ticks_per_beat
-    if not tpb or tpb <= 0:
-        raise MidiError(f"{path_name}: SMPTE time division is not supported")
     tick_notes, tempos, program_changes, length = [], [], [], 0
     for track in mid.tracks:
         tick, open_notes = 0, {}
         for msg in track:
             tick += msg.time
-            if msg.type == "set_tempo":
+            if msg.type == "set_tempo" and msg.tempo > 0:  # open_midi refused tempo 0 where time matters
                 tempos.append((tick, msg.tempo))
             elif msg.type == "program_change":
                 program_changes.append((tick, msg.channel, msg.program))
@@ -171,12 +204,41 @@ def read_midi_notes(path, grid: Grid, name=None, drums: bool = False, programs=N
     if not tick_notes:
         raise MidiError(f"{path_name}: no notes" + (" (after skipping drums and other programs)"
                                                     if counts.drums or counts.other_programs else ""))
+    if all(e <= s for _, s, e in tick_notes):
+        raise MidiError(f"{path_name}: every note has zero length (its note-off at its note-on)")
     if grid.unit == "beat":
         to_unit = lambda t: t / tpb  # noqa: E731 - tempo is ignored on a beat grid, as Boulanger did
     else:
         to_unit = _tick_to_seconds(tempos, tpb)
     notes = [(p, to_unit(s), to_unit(e)) for p, s, e in tick_notes if e > s]
     return notes, to_unit(length)
+
+
+def open_midi(path, name=None, timed: bool = False) -> mido.MidiFile:
+    """The one MIDI reader every command goes through (prep, --prime, evaluate --midi, render): a file mido
+    can parse, of type 0 or 1, with a division in ticks per beat. ``timed`` (the file is placed in seconds:
+    seconds grids, audio) also refuses a tempo of 0, which would put every later event at one instant; on a
+    beat grid tempo plays no part and such events are ignored."""
+    is_file = hasattr(path, "read")
+    name = name or (getattr(path, "name", "<MIDI data>") if is_file else str(path))
+    try:
+        mid = mido.MidiFile(file=path, clip=True) if is_file else mido.MidiFile(str(reading(path)), clip=True)
+    except Exception as exc:  # mido raises many kinds for corrupt files
+        raise MidiError(f"{name}: not a readable MIDI file ({exc.__class__.__name__}: {exc})") from None
+    if mid.type == 2:
+        raise MidiError(f"{name}: MIDI type 2 (independent sequences) is not supported")
+    if mid.ticks_per_beat == 0:
+        raise MidiError(f"{name}: time division 0 (no ticks per beat): not a valid MIDI file")
+    if mid.ticks_per_beat < 0:
+        raise MidiError(f"{name}: SMPTE time division is not supported")
+    if timed:
+        for track in mid.tracks:
+            tick = 0
+            for msg in track:
+                tick += msg.time
+                if msg.type == "set_tempo" and msg.tempo <= 0:
+                    raise MidiError(f"{name}: a tempo of 0 at tick {tick}: its events cannot be placed in time")
+    return mid
 
 
 def _programs(changes):
@@ -289,20 +351,12 @@ def roll_to_midi(roll: np.ndarray, path, grid: Grid, bpm: float = 120.0, velocit
     """Write a piano roll as a one-track piano MIDI file that :func:`read_midi_roll` reads back exactly.
 
     A key held over consecutive frames becomes one note. On a beat grid the file states ``bpm``; on a
-    seconds grid the tempo is fixed so that ticks map to seconds exactly.
+    seconds grid the tempo is chosen so that ticks map to seconds exactly (:func:`write_timing`).
     """
     roll = np.asarray(roll)
     if roll.ndim != 2 or roll.shape[1] != N_KEYS:
         raise ValueError(f"piano roll must have shape (frames, {N_KEYS}), got {roll.shape}")
-    if grid.unit == "beat":
-        tempo = mido.bpm2tempo(bpm)
-        frame_ticks = grid.step * WRITE_TICKS_PER_BEAT
-    else:
-        tempo = WRITE_TEMPO
-        frame_ticks = grid.step * 1e6 / tempo * WRITE_TICKS_PER_BEAT
-    if abs(frame_ticks - round(frame_ticks)) > 1e-9:
-        raise ValueError(f"grid step {grid.step} {grid.unit} is not a whole number of ticks")
-    frame_ticks = int(round(frame_ticks))
+    ticks_per_beat, tempo, frame_ticks = write_timing(grid, bpm)
     # frame k occupies [floor(k + phase), floor(k + phase) + 1) steps, which contains its sampling point
     lead = int(math.floor(grid.phase))
     padded = np.zeros((roll.shape[0] + 2, N_KEYS), dtype=np.int8)
@@ -322,9 +376,10 @@ def roll_to_midi(roll: np.ndarray, path, grid: Grid, bpm: float = 120.0, velocit
         now = tick
     end = (roll.shape[0] + lead) * frame_ticks
     track.append(mido.MetaMessage("end_of_track", time=int(max(0, end - now))))
-    mid = mido.MidiFile(ticks_per_beat=WRITE_TICKS_PER_BEAT)
+    mid = mido.MidiFile(ticks_per_beat=ticks_per_beat)
     mid.tracks.append(track)
-    mid.save(str(path))
+    with writing(path):
+        mid.save(str(path))
 
 
 # ----------------------------------------------------------------------------- key

@@ -217,7 +217,7 @@ def prepare_midi_folder(path, name, frame="eighth", transpose=False, limit=None,
         raw = _convert_listing(listing, lambda rel: path / rel, grid, lambda rel: reading.transpose, limit, reporter,
                                reading, f"{path}/")
     if not any(raw[s][0] for s in SPLITS):
-        raise SourceError(f"{path}: none of the {len(reading.skipped)} MIDI files could be read")
+        raise SourceError(f"{path}: {nothing_usable(reading)}")
     splits = {s: Split.from_sequences(*raw[s]) for s in SPLITS}
     return Prepared(name, "midi", grid, splits, [{"name": path.name, "sha256": "folder"}], reading.skipped, reading,
                     all_test)
@@ -238,10 +238,26 @@ def read_pieces(path, grid: Grid, reading: MidiReading, name="pieces", limit=Non
     raw = _convert_listing({"train": [], "valid": [], "test": listing}, opener, grid, lambda rel: reading.transpose,
                            limit, reporter or Reporter(), reading, prefix)
     if not raw["test"][0]:
-        raise SourceError(f"{path}: none of the {len(reading.skipped)} MIDI files could be read")
+        raise SourceError(f"{path}: {nothing_usable(reading)}")
     splits = {s: Split.from_sequences(*raw[s]) for s in SPLITS}
     return Prepared(name, "midi", grid, splits, [{"name": path.name, "sha256": "folder"}], reading.skipped, reading,
                     all_test=True)
+
+
+SKIP_KINDS = (("over the limit", "longer than --max-frames {max_frames}"), ("zero length", "with notes of zero length"),
+              ("no notes", "without notes in the piano range"), ("not a readable", "unreadable"),
+              ("not supported", "of an unsupported kind"), ("tempo of 0", "with a tempo of 0"))
+
+
+def nothing_usable(reading: MidiReading) -> str:
+    """Why no piece of a collection could be prepared, by kind: '14 MIDI files, none usable: 12 longer than
+    --max-frames 100000, 2 unreadable'."""
+    kinds = {}
+    for _, reason in reading.skipped:
+        kind = next((label for word, label in SKIP_KINDS if word in reason), "failed otherwise")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    parts = ", ".join(f"{n} {kind.format(max_frames=reading.max_frames)}" for kind, n in kinds.items())
+    return f"none of the {len(reading.skipped)} MIDI files could be prepared: {parts}"
 
 
 def reading_of(attrs: dict) -> MidiReading:

@@ -35,11 +35,6 @@ def note_lengths(roll: np.ndarray) -> np.ndarray:
     return ends[1] - starts[1]
 
 
-def _histogram(values, bins: int) -> np.ndarray:
-    counts = np.bincount(np.minimum(np.asarray(values, dtype=np.int64), bins - 1), minlength=bins).astype(float)
-    return counts / counts.sum() if counts.sum() else counts
-
-
 def scale_consistency(pitch_classes: np.ndarray) -> float:
     """The largest share of notes (by onset) inside one of the 24 major and natural minor scales."""
     total = pitch_classes.sum()
@@ -49,30 +44,62 @@ def scale_consistency(pitch_classes: np.ndarray) -> float:
     return float(best / total)
 
 
+class Tally:
+    """The counts behind :func:`roll_statistics`, added one roll at a time, so that the statistics of any
+    number of rolls take the memory of one."""
+
+    def __init__(self):
+        self.frames = 0
+        self.polyphony = np.zeros(N_KEYS + 1)  # frames by number of keys sounding
+        self.notes_per_key = np.zeros(N_KEYS)  # onsets
+        self.lengths = np.zeros(MAX_LENGTH)  # notes by length (bin i: i + 1 frames, the last one longer)
+        self.length_sum = 0
+        self.used = np.zeros(N_KEYS, bool)
+
+    def add(self, roll: np.ndarray) -> "Tally":
+        roll = np.asarray(roll) > 0
+        self.frames += len(roll)
+        self.polyphony += np.bincount(roll.sum(1), minlength=N_KEYS + 1)
+        self.notes_per_key += onsets(roll).sum(0)
+        lengths = note_lengths(roll)
+        self.lengths += np.bincount(np.minimum(np.maximum(lengths - 1, 0), MAX_LENGTH - 1), minlength=MAX_LENGTH)
+        self.length_sum += int(lengths.sum())
+        self.used |= roll.any(0)
+        return self
+
+    def statistics(self) -> dict:
+        if not self.frames:
+            raise ValueError("no frames to measure")
+        sounding = np.arange(N_KEYS + 1)
+        polyphony = np.concatenate([self.polyphony[:MAX_POLYPHONY], [self.polyphony[MAX_POLYPHONY:].sum()]])
+        pitches = self.notes_per_key
+        classes = np.bincount((np.arange(N_KEYS) + LOWEST_KEY) % 12, weights=pitches, minlength=12)
+        used = np.nonzero(self.used)[0]
+        notes = self.lengths.sum()
+        return {
+            "notes_per_frame": float(sounding @ self.polyphony / self.frames),
+            "onsets_per_frame": float(pitches.sum() / self.frames),
+            "mean_note_length": float(self.length_sum / notes) if notes else 0.0,
+            "empty_frame_share": float(self.polyphony[0] / self.frames),
+            "pitch_range": float(used[-1] - used[0]) if len(used) else 0.0,
+            "scale_consistency": scale_consistency(classes),
+            "polyphony_histogram": _normalised(polyphony),
+            "note_length_histogram": _normalised(self.lengths),
+            "pitch_histogram": _normalised(pitches),
+            "pitch_class_histogram": _normalised(classes),
+        }
+
+
+def _normalised(counts: np.ndarray) -> np.ndarray:
+    return counts / counts.sum() if counts.sum() else counts
+
+
 def roll_statistics(rolls) -> dict:
     """Statistics of a set of piano rolls (each (frames, 88)), pooled over all their frames and notes."""
-    rolls = [np.asarray(r) > 0 for r in rolls]
-    frames = np.concatenate(rolls) if rolls else np.zeros((0, N_KEYS), bool)
-    if not len(frames):
-        raise ValueError("no frames to measure")
-    starts = np.concatenate([onsets(r) for r in rolls])
-    lengths = np.concatenate([note_lengths(r) for r in rolls])
-    polyphony = frames.sum(1)
-    pitches = starts.sum(0).astype(float)  # notes per key
-    classes = np.bincount((np.arange(N_KEYS) + LOWEST_KEY) % 12, weights=pitches, minlength=12)
-    used = np.nonzero(frames.any(0))[0]
-    return {
-        "notes_per_frame": float(polyphony.mean()),
-        "onsets_per_frame": float(starts.sum() / len(frames)),
-        "mean_note_length": float(lengths.mean()) if len(lengths) else 0.0,
-        "empty_frame_share": float((polyphony == 0).mean()),
-        "pitch_range": float(used[-1] - used[0]) if len(used) else 0.0,
-        "scale_consistency": scale_consistency(classes),
-        "polyphony_histogram": _histogram(polyphony, MAX_POLYPHONY + 1),
-        "note_length_histogram": _histogram(np.maximum(lengths - 1, 0), MAX_LENGTH),  # bin i: i + 1 frames
-        "pitch_histogram": pitches / pitches.sum() if pitches.sum() else pitches,
-        "pitch_class_histogram": classes / classes.sum() if classes.sum() else classes,
-    }
+    tally = Tally()
+    for roll in rolls:
+        tally.add(roll)
+    return tally.statistics()
 
 
 def overlapping_area(p: np.ndarray, q: np.ndarray) -> float:

@@ -18,7 +18,7 @@ from .batching import padded, to_batch
 from .config import SRNNConfig
 from .evaluate import SequenceScores, score_sequences
 from .model import SRNN, Batch
-from .runs import RunDir, check_data, record_of_checkpoint, resolve_checkpoint
+from .runs import RunDir, check_data, data_location, record_of_checkpoint, resolve_checkpoint
 from .sample import sample_rolls
 from .train import load_checkpoint, model_from_checkpoint, resolve_device
 
@@ -69,8 +69,8 @@ def load_run(path=None, device: str = "cpu", data=None) -> Run:
     if record.get("data") is None and RunDir(checkpoint.parent).config_path.is_file():
         record = RunDir(checkpoint.parent).record()
     srnn = model_from_checkpoint(ckpt, resolve_device(device)).eval()
-    source = data or record.get("data")
-    loaded = PianoRollFile(source) if data or (source and Path(source).is_file()) else None  # --data must exist
+    source = data or data_location(record, checkpoint.parent)
+    loaded = PianoRollFile(source) if source else None  # --data must exist
     if loaded is not None:
         check_data(record.get("data_fingerprint"), loaded, checkpoint, same_data=data is None)
     return Run(srnn, srnn.config, loaded, checkpoint, record)

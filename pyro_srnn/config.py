@@ -17,6 +17,20 @@ MAX_TRANSPOSE = 24
 # holds one (pyro_srnn.evaluate.first_inputs).
 FIRST_INPUTS = ("zero", "x1", "previous")
 
+# The ranges every value is checked against before any work starts (SRNNConfig for training, sweeps and records;
+# pyro_srnn.sample.Controls and the command line for sampling). The upper ends are far beyond any useful value
+# and keep a typo (--d 100000, iwae:100000) from asking for terabytes; pyro_srnn.memory then checks that what is
+# left fits the machine.
+MAX_WIDTH = 16_384  # d, a, z, hidden
+MAX_STREAMS = 65_536  # batch_size
+MAX_PARTICLES = 10_000  # iwae:K
+MAX_RUN = 1_000_000  # epochs, patience, valid_every
+MAX_UPDATES = 10 ** 9
+MAX_SEED = 2 ** 63 - 1  # torch, numpy and Python all take 0..2^63 - 1
+MAX_SAMPLE_FRAMES = 100_000  # frames of one sampled piece (--steps, --burn-in): the reader's longest piece
+MAX_MUSIC_PIECES = 10_000  # evaluate --music: far more than its statistics need (32 give two decimals)
+SAMPLING_LIMITS = {"temperature": (0.01, 100.0), "z_scale": (0.0, 100.0), "burn_in": (0, MAX_SAMPLE_FRAMES)}
+
 
 @dataclass
 class SRNNConfig:
@@ -54,31 +68,77 @@ class SRNNConfig:
     seed: int = 0
 
     def __post_init__(self):
-        self.adam_betas = tuple(self.adam_betas)
-        problems = [f"{k} must be positive" for k in ("x_dim", "d", "a", "z", "hidden", "seq_len", "batch_size",
-                                                       "epochs", "valid_every") if getattr(self, k) < 1]
+        if isinstance(self.adam_betas, (list, tuple)):
+            self.adam_betas = tuple(self.adam_betas)
+        problems = self._type_problems()
+        if problems:  # ranges of values of the wrong type mean nothing
+            from .errors import SRNNError
+
+            raise SRNNError("invalid configuration: " + "; ".join(problems))
+        sizes = ("x_dim", "d", "a", "z", "hidden")
+        problems = [f"{k} must be 1..{MAX_WIDTH}, not {getattr(self, k)}" for k in sizes
+                    if not 1 <= getattr(self, k) <= MAX_WIDTH]
+        problems += [f"{k} must be positive" for k in ("seq_len", "batch_size", "epochs", "valid_every")
+                     if getattr(self, k) < 1]
+        for key, high in (("seq_len", MAX_SAMPLE_FRAMES), ("batch_size", MAX_STREAMS), ("epochs", MAX_RUN),
+                          ("valid_every", MAX_RUN), ("patience", MAX_RUN), ("updates", MAX_UPDATES)):
+            if getattr(self, key) > high:
+                problems.append(f"{key} must be at most {high}, not {getattr(self, key)}")
         if self.updates < 0:
             problems.append("updates must be 0 (epochs decide) or positive")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            problems.append(f"lr must be a positive number, not {self.lr!r}")
-        if not (isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < math.inf):
+        if not (math.isfinite(self.lr) and 0 < self.lr <= 10):
+            problems.append(f"lr must be a positive number up to 10, not {self.lr!r}")
+        if not 0 <= self.weight_decay < 1e3:
             problems.append(f"weight_decay must be a number >= 0, not {self.weight_decay!r}")
-        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+        if not 0 <= self.dropout < 1:
             problems.append(f"dropout must be a probability in [0, 1), not {self.dropout!r}")
         if self.patience < 0:
             problems.append("patience must be 0 (off) or positive")
         if not 0 <= self.augment_transpose <= MAX_TRANSPOSE:
             problems.append(f"augment_transpose must be 0..{MAX_TRANSPOSE} semitones, not {self.augment_transpose}")
-        if not (self.elbo in ("trace", "analytic") or iwae_particles(self.elbo) >= 2):
-            problems.append(f"elbo must be 'trace', 'analytic' or 'iwae:K' with K >= 2 particles, not {self.elbo!r}")
+        if not (self.elbo in ("trace", "analytic") or 2 <= iwae_particles(self.elbo) <= MAX_PARTICLES):
+            problems.append(f"elbo must be 'trace', 'analytic' or 'iwae:K' with 2 <= K <= {MAX_PARTICLES} "
+                            f"particles, not {self.elbo!r}")
         if self.schedule not in ("scaled", "fixed"):
             problems.append(f"schedule must be 'scaled' or 'fixed', not {self.schedule!r}")
         if not 0 < self.kl_start <= 1:
             problems.append("kl_start must be in (0, 1]")
+        if not 0 <= self.seed <= MAX_SEED:
+            problems.append(f"seed must be 0..2^63-1, not {self.seed}")
+        for key, low, high in (("variance_floor", 0, 1), ("adam_eps", 0, 1), ("max_grad_norm", 0, math.inf),
+                               ("grad_clip_value", 0, math.inf), ("lr_constant_epochs", 0, MAX_RUN),
+                               ("kl_anneal_epochs", 0, MAX_RUN), ("lr_decay", 1, math.inf)):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and low <= value <= high) or (key in ("adam_eps", "max_grad_norm",
+                                                                                "grad_clip_value") and value == 0):
+                problems.append(f"{key} must be a finite number in range, not {value!r}")
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            problems.append(f"adam_betas must be two numbers in [0, 1), not {self.adam_betas!r}")
         if problems:
             from .errors import SRNNError
 
             raise SRNNError("invalid configuration: " + "; ".join(problems))
+
+    def _type_problems(self) -> list:
+        """Each field must hold a value of its default's type (an integer field no bool, a number field no
+        text): a config.json edited by hand says which field is wrong, not a traceback from deep inside."""
+        problems = []
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), type(f.default)
+            if kind is bool:
+                ok = isinstance(value, bool)
+            elif kind is int:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif kind is float:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+            elif kind is tuple:
+                ok = isinstance(value, tuple) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                      for v in value)
+            else:
+                ok = isinstance(value, kind)
+            if not ok:
+                problems.append(f"{f.name} must be {_TYPE_NAMES.get(kind, kind.__name__)}, not {value!r}")
+        return problems
 
     @property
     def iwae_particles(self) -> int:
@@ -122,7 +182,15 @@ class SRNNConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "SRNNConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(values, dict):
+            from .errors import SRNNError
+
+            raise SRNNError(f"invalid configuration: expected a mapping of fields, not {type(values).__name__}")
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text",
+               tuple: "a list of numbers"}
 
 
 def iwae_particles(elbo: str) -> int:

@@ -14,13 +14,20 @@ def pyplot():
     return plt
 
 
+def plot_text(text) -> str:
+    """A string as a picture shows it, the one escaping step of that medium: matplotlib reads text between
+    two dollar signs as mathematics (and fails on what is not), so every $ is escaped. Legends are given
+    their labels explicitly, so a label that starts with "_" is not dropped."""
+    return str(text).replace("$", r"\$")
+
+
 def draw_roll(ax, roll, title: str):
     """One roll on ``ax``: keys (MIDI numbers) against frames."""
     roll = np.asarray(roll)
     ax.imshow(roll.T, aspect="auto", origin="lower", cmap="Greys", interpolation="nearest",
               extent=(0, len(roll), 20.5, 108.5))
     ax.set_ylabel("MIDI key")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(plot_text(title), fontsize=9)
 
 
 def draw_rolls(rolls, path, grid, primed: int = 0, titles=None):
@@ -36,5 +43,10 @@ def draw_rolls(rolls, path, grid, primed: int = 0, titles=None):
             ax.legend(loc="upper right")
     axes[-1, 0].set_xlabel(f"frame ({grid.name})")
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=100)
-    plt.close(fig)
+    from data_prep.files import writing
+
+    try:
+        with writing(path):
+            fig.savefig(path, format="png", dpi=100)
+    finally:
+        plt.close(fig)

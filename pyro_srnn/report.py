@@ -7,14 +7,16 @@ import base64
 import html
 import io
 import json
+import math
 import tempfile
 from pathlib import Path
 
 
 from .errors import SRNNError
-from .plot import draw_roll, pyplot
-from .runs import RunDir
+from .plot import draw_roll, plot_text, pyplot
+from .runs import RunDir, read_scores
 
+TEST_JSON_KEYS = ("elbo.per_sequence", "elbo.total_frames")  # what the page shows of srnn evaluate's test.json
 AUDIO_RATE = 16_000  # mono 16 kHz keeps an embedded clip near 30 KB per second
 
 STYLE = """
@@ -40,6 +42,31 @@ document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventLis
 """
 
 
+# The page is one medium with two escaping rules: text and attributes through html.escape (_h), and data
+# embedded in a script element through _json, which writes <, > and & as \u escapes, so no string in it can
+# end the element or open a comment, and NaN and infinities as null, so strict parsers read it.
+_h = html.escape
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json(value) -> str:
+    text = json.dumps(_finite(value), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _data_script(value) -> str:
+    return f'<script type="application/json" id="metrics">{_json(value)}</script>'
+
+
 def _png(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
@@ -48,8 +75,8 @@ def _png(fig) -> str:
 
 
 def _table(columns, rows, sortable=False) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    head = "".join(f"<th>{_h(str(c))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_h(str(v))}</td>" for v in row) + "</tr>" for row in rows)
     return f'<table{" class=sortable" if sortable else ""}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -122,9 +149,9 @@ def run_report(path, evaluate: bool = False, pieces: int = 3, steps: int = 48, s
                                                "it does not name the data it was trained on")
                         + "; the report needs it for the test pieces and statistics (srnn prep makes it again)")
     record, grid = run.record, run.data.grid
-    parts = [f"<h1>SRNN run <code>{html.escape(str(run_dir.path))}</code></h1>",
-             f"<p>{html.escape(str(record.get('dataset')))} ({html.escape(str(grid.name))} frames, {grid.rule} rule), "
-             f"checkpoint <code>{run.checkpoint.name}</code>, {len(metrics)} epochs recorded.</p>"]
+    parts = [f"<h1>SRNN run <code>{_h(str(run_dir.path))}</code></h1>",
+             f"<p>{_h(str(record.get('dataset')))} ({_h(str(grid.name))} frames, {_h(grid.rule)} rule), "
+             f"checkpoint <code>{_h(run.checkpoint.name)}</code>, {len(metrics)} epochs recorded.</p>"]
     config = run.config.to_dict()
     parts.append("<h2>Configuration</h2>" + _table(("field", "value"), [(k, str(v)) for k, v in config.items()]))
     fingerprint = record.get("data_fingerprint") or {}
@@ -133,10 +160,11 @@ def run_report(path, evaluate: bool = False, pieces: int = 3, steps: int = 48, s
                                                      ("sha256 of the rolls", fingerprint.get("sha256"))]))
     parts.append("<h2>Training</h2>" + (f'<img alt="training curves" src="{curves(metrics)}">' if metrics else
                                         "<p>No epochs recorded yet.</p>"))
-    parts.append('<script type="application/json" id="metrics">' + json.dumps(metrics).replace("</", "<\\/")
-                 + "</script>")
+    parts.append(_data_script(metrics))
     test_json = run_dir.path / "test.json"
-    evaluation = json.loads(test_json.read_text()) if test_json.is_file() else None
+    evaluation = read_scores(test_json, TEST_JSON_KEYS) if test_json.is_file() else None
+    if evaluation is not None and "iwae" in evaluation:
+        read_scores(test_json, ("iwae.k", "iwae.per_sequence", "iwae.total_frames"))
     if evaluation is None and evaluate:
         scores = score_sequences(run.srnn, run.sequences("test"), iwae=0)
         evaluation = {"elbo": scores.per_frame(), "sequences": len(scores.lengths)}
@@ -160,8 +188,8 @@ def run_report(path, evaluate: bool = False, pieces: int = 3, steps: int = 48, s
                 cells.append("<figure></figure>")
                 continue
             player = f'<audio controls src="{_audio(roll, grid, record.get("tempo_bpm"))}"></audio>' if audio else ""
-            cells.append(f'<figure><img alt="{title}" src="{_roll_png(roll, title, grid)}">{player}'
-                         f"<figcaption>{title}</figcaption></figure>")
+            cells.append(f'<figure><img alt="{_h(title)}" src="{_roll_png(roll, title, grid)}">{player}'
+                         f"<figcaption>{_h(title)}</figcaption></figure>")
         figures.append('<div class="pair">' + "".join(cells) + "</div>")
     parts.append(f"<h2>Samples beside test pieces</h2><p>{pieces} samples of {steps} frames (seed {seed}, "
                  "the default sampling of <code>srnn sample</code>), each beside a test opening of the same "
@@ -180,34 +208,35 @@ def runs_report(paths) -> str:
     plt = pyplot()
     runs = [RunDir(p) for p in paths]
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    rows, all_metrics = [], {}
+    rows, all_metrics, handles, labels = [], {}, [], []
     for run in runs:
         metrics = run.metrics()
         all_metrics[str(run.path)] = metrics
         valid = [(m["epoch"], m["valid_elbo"]) for m in metrics if "valid_elbo" in m]
         if valid:
-            ax.plot(*zip(*valid), marker=".", label=run.path.name)
+            handles.extend(ax.plot(*zip(*valid), marker="."))
+            labels.append(plot_text(run.path.name))
         config = (run.record() or {}).get("config", {})
         rows.append((run.path.name, *(config.get(k, "") for k in ("a", "d", "z", "seq_len", "elbo")), len(metrics),
                      _fmt(max((v for _, v in valid), default=float("nan"))), _fmt(_test_elbo(run.path))))
     ax.set(xlabel="epoch", ylabel="validation ELBO, nats per frame", title="validation ELBO of each run")
-    if len(runs) <= 20:
-        ax.legend(fontsize=7, ncol=2)
+    if len(runs) <= 20 and handles:
+        ax.legend(handles, labels, fontsize=7, ncol=2)  # given, not collected: a name may start with "_"
     parts = [f"<h1>{len(runs)} SRNN runs</h1>", f'<img alt="validation curves" src="{_png(fig)}">',
              "<h2>Runs (click a column to sort)</h2>",
              _table(("run", "a", "d", "z", "seq_len", "elbo", "epochs", "best valid ELBO", "test ELBO"), rows,
                     sortable=True),
-             '<script type="application/json" id="metrics">' + json.dumps(all_metrics).replace("</", "<\\/")
-             + "</script>", f"<script>{SORT_SCRIPT}</script>"]
+             _data_script(all_metrics), f"<script>{SORT_SCRIPT}</script>"]
     return _page(f"{len(runs)} SRNN runs", "".join(parts))
 
 
 def _test_elbo(folder: Path):
     """The test ELBO per frame (paper normalisation) a sweep trial (eval.json) or scripts/replicate.sh (test.json)
     left in a run directory, or an empty cell."""
-    for name, read in (("eval.json", lambda r: r["test_elbo"]), ("test.json", lambda r: r["elbo"]["per_sequence"])):
+    for name, key, read in (("eval.json", "test_elbo", lambda r: r["test_elbo"]),
+                            ("test.json", "elbo.per_sequence", lambda r: r["elbo"]["per_sequence"])):
         if (folder / name).is_file():
-            return read(json.loads((folder / name).read_text()))
+            return read(read_scores(folder / name, (key,)))
     return ""
 
 

@@ -8,9 +8,10 @@ and process count), ``metrics.jsonl`` (one line per epoch), ``last.pt`` (after e
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from data_prep.files import remove_stale_temporaries, write_text
+from data_prep.files import reading, remove_stale_temporaries, write_text
 
 from .errors import SRNNError
 
@@ -38,7 +39,7 @@ class RunDir:
         directory that holds no run."""
         if self.config_path.is_file():
             try:
-                record = json.loads(self.config_path.read_text())
+                record = json.loads(reading(self.config_path).read_text())
                 if isinstance(record, dict) and isinstance(record.get("config"), dict):
                     return record
             except (OSError, ValueError):
@@ -61,24 +62,39 @@ class RunDir:
         return SRNNConfig.from_dict({**record["config"], **overrides})
 
     def write_record(self, record: dict):
-        write_text(self.config_path, json.dumps(record, indent=2))
+        write_text(self.config_path, json.dumps(record, indent=2), update=True)
 
     # -- metrics
 
     def metrics(self) -> list:
+        """One dict per recorded epoch. A last line cut short by a crash (no newline after it) is dropped; any
+        other line that is not an epoch's record is refused, naming the line and what is wrong with it."""
         if not self.metrics_path.is_file():
             return []
+        try:
+            text = reading(self.metrics_path).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SRNNError(f"{self.metrics_path}: cannot be read ({exc})") from None
+        lines = text.split("\n")
         rows = []
-        for line in self.metrics_path.read_text().splitlines():
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    break  # a line cut by a crash ends the record
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line, parse_constant=_non_finite)
+            except ValueError:
+                if number == len(lines):  # after the last newline: a line the crash cut
+                    break
+                raise SRNNError(f"{self.metrics_path}: line {number} is not JSON; the lines after it would be "
+                                "lost, so nothing is read (repair or remove that line)") from None
+            problem = _metrics_problem(row, rows[-1]["epoch"] if rows else 0)
+            if problem:
+                raise SRNNError(f"{self.metrics_path}: line {number}: {problem}")
+            rows.append(row)
         return rows
 
     def start_metrics(self):
-        write_text(self.metrics_path, "")
+        write_text(self.metrics_path, "", update=True)
 
     def append_metrics(self, metrics: dict):
         with open(self.metrics_path, "a") as f:
@@ -87,7 +103,7 @@ class RunDir:
     def truncate_metrics(self, epochs_done: int):
         """Keep the lines of the epochs a resumed checkpoint has done; later ones are trained again."""
         kept = [m for m in self.metrics() if m.get("epoch", 0) <= epochs_done]
-        write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in kept))
+        write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in kept), update=True)
 
     def remove_stale_temporaries(self):
         remove_stale_temporaries(self.config_path, self.metrics_path, self.last, self.best)
@@ -102,9 +118,71 @@ class RunDir:
         raise SRNNError(f"{self.path}: no {self.BEST} or {self.LAST} in this run directory")
 
 
+# What every epoch's line of metrics.jsonl holds (validation epochs add valid_elbo); report plots these.
+METRIC_KEYS = ("epoch", "train_elbo", "train_reconstruction", "train_kl", "kl_temperature", "lr", "grad_norm",
+               "frames_per_second")
+
+
+def _non_finite(constant: str) -> float:
+    return float(constant)  # NaN and Infinity, which json.dumps writes for a diverged epoch
+
+
+def _metrics_problem(row, previous_epoch: int) -> str | None:
+    if not isinstance(row, dict):
+        return f"expected an epoch's record (a JSON object), found {type(row).__name__}"
+    missing = [k for k in METRIC_KEYS if k not in row]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    for key in METRIC_KEYS + (("valid_elbo",) if "valid_elbo" in row else ()):
+        value = row[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{key} is {value!r}, not a number"
+    if not (isinstance(row["epoch"], int) and row["epoch"] > previous_epoch):
+        return f"epoch {row['epoch']!r} does not follow epoch {previous_epoch}"
+    return None
+
+
+def read_scores(path, keys) -> dict:
+    """A scores file a run directory holds (test.json of srnn evaluate, eval.json of a sweep trial): a JSON
+    object whose ``keys`` (paths such as "elbo.per_sequence") are numbers; refused with the file and the
+    field otherwise."""
+    path = Path(path)
+    try:
+        scores = json.loads(reading(path).read_text(), parse_constant=_non_finite)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SRNNError(f"{path}: not a scores file ({exc.__class__.__name__})") from None
+    for key in keys:
+        value = scores
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SRNNError(f"{path}: field {key} is {value!r}, not a number")
+    return scores
+
+
+def data_location(record: dict, run_path) -> str | None:
+    """The data file a run record names, found from any folder: its absolute path, else the path relative to
+    the run directory, else (records from before both were stored) the recorded path from the current folder.
+    None when none of them is a file."""
+    recorded = record.get("data")
+    candidates = [recorded] if recorded and os.path.isabs(recorded) else []
+    if record.get("data_from_run"):
+        candidates.append(os.path.normpath(os.path.join(run_path, record["data_from_run"])))
+    if recorded and not os.path.isabs(recorded):
+        candidates.append(recorded)
+    return next((c for c in candidates if isinstance(c, str) and os.path.isfile(c)), None)
+
+
+def data_record(data_path, run_path) -> dict:
+    """How a run records its data: absolute, and relative to the run directory (a moved project still finds it)."""
+    return {"data": os.path.abspath(data_path),
+            "data_from_run": os.path.relpath(os.path.abspath(data_path), os.path.abspath(run_path))}
+
+
 def record_of_checkpoint(ckpt: dict) -> dict:
     """The run record a checkpoint carries (the fields of config.json)."""
-    return {"config": ckpt["config"], "data": ckpt.get("data"), "data_fingerprint": ckpt.get("data_fingerprint"),
+    return {"config": ckpt["config"], "data": ckpt.get("data"), "data_from_run": ckpt.get("data_from_run"),
+            "data_fingerprint": ckpt.get("data_fingerprint"),
             "dataset": ckpt.get("dataset"), "grid": ckpt.get("grid"), "tempo_bpm": ckpt.get("tempo_bpm")}
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .batching import padded, to_batch
-from .config import SAMPLING_BURN_IN
+from .config import MAX_MUSIC_PIECES, MAX_SAMPLE_FRAMES, SAMPLING_BURN_IN, SAMPLING_LIMITS
 from .errors import SRNNError
 from .model import SRNN
 from .numerics import denormals_flushed
@@ -26,10 +26,18 @@ class Controls:
     burn_in: int = SAMPLING_BURN_IN  # frames generated from the zero state and dropped before the piece starts
 
     def __post_init__(self):
-        if not (0 < self.temperature < math.inf and 0 <= self.z_scale < math.inf and self.burn_in >= 0):
-            raise SRNNError(f"sampling controls: the temperature must be a positive number, the z scale 0 or more "
-                            f"and the burn-in 0 or more frames (got {self.temperature}, {self.z_scale}, "
-                            f"{self.burn_in})")
+        problems = [f"--{key.replace('_', '-')} {getattr(self, key)} is not in {low:g}..{high:g}"
+                    for key, (low, high) in SAMPLING_LIMITS.items() if not low <= getattr(self, key) <= high]
+        if not float(self.burn_in).is_integer():
+            problems.append(f"--burn-in {self.burn_in} is not a whole number of frames")
+        if problems:
+            raise SRNNError("sampling controls: " + "; ".join(problems))
+
+
+def check_steps(steps: int, what: str = "steps"):
+    """A sampled piece is at most MAX_SAMPLE_FRAMES frames, as long as the longest piece the reader takes."""
+    if not 1 <= steps <= MAX_SAMPLE_FRAMES:
+        raise SRNNError(f"{what} must be 1..{MAX_SAMPLE_FRAMES} frames, not {steps}")
 
 
 def sample_rolls(srnn: SRNN, steps: int, n: int = 1, prime: np.ndarray | None = None, seed: int = 0,
@@ -40,45 +48,70 @@ def sample_rolls(srnn: SRNN, steps: int, n: int = 1, prime: np.ndarray | None = 
 
 
 def sample_statistics(srnn: SRNN, sequences, n: int = 32, steps: int = 400, seed: int = 0,
-                      controls: Controls = Controls()) -> list:
+                      controls: Controls = Controls(), on_frames=None) -> list:
     """``n`` samples of ``steps`` frames against ``sequences`` on what a listener hears: the rows of
-    :func:`data_prep.stats.compare` (statistic, data, samples, 'ratio' or 'OA', value)."""
-    from data_prep.stats import compare, roll_statistics
+    :func:`data_prep.stats.compare` (statistic, data, samples, 'ratio' or 'OA', value). The samples are
+    tallied batch by batch and not kept, so memory does not grow with ``n``."""
+    from data_prep.stats import Tally, compare, roll_statistics
 
-    samples = sample_rolls(srnn, steps, n, seed=seed, controls=controls)
-    return compare(roll_statistics(sequences), roll_statistics(samples))
+    if not 1 <= n <= MAX_MUSIC_PIECES:
+        raise SRNNError(f"--music takes 1..{MAX_MUSIC_PIECES} pieces, not {n}")
+    tally = Tally()
+    for rolls in sample_batches(srnn, steps, n, seed=seed, controls=controls, on_frames=on_frames):
+        for roll in rolls:
+            tally.add(roll)
+    return compare(roll_statistics(sequences), tally.statistics())
 
 
-BATCH = 64  # pieces sampled at once: memory stays bounded however many pieces are asked for
+FLUSH_STEPS = 100
+BATCH = 64  # pieces sampled at once ...
+BATCH_FRAMES = 64 * 4_000  # ... and frames held at once (fewer pieces at a time when they are long)
 
 
 def sample_batches(srnn: SRNN, steps: int, n: int = 1, prime: np.ndarray | None = None, seed: int = 0,
-                   batch: int = BATCH, controls: Controls = Controls()):
-    """:func:`sample_rolls` in batches of at most ``batch`` pieces, one random stream seeded once."""
+                   batch: int = BATCH, controls: Controls = Controls(), on_frames=None):
+    """:func:`sample_rolls` in batches of at most ``batch`` pieces and BATCH_FRAMES frames, one random
+    stream seeded once, so memory stays bounded however many and however long the pieces. ``on_frames(k)``
+    is told of every k frames generated, summed over the pieces of a batch (burn-in included), for a
+    progress bar."""
+    check_steps(steps)
     torch.manual_seed(seed)
+    batch = max(1, min(batch, BATCH_FRAMES // (steps + (len(prime) if prime is not None else 0))))
     for start in range(0, n, batch):
-        yield _sample(srnn, steps, min(batch, n - start), prime, controls)
+        yield _sample(srnn, steps, min(batch, n - start), prime, controls, on_frames)
 
 
 @torch.no_grad()
 @denormals_flushed()
-def _sample(srnn: SRNN, steps: int, n: int, prime: np.ndarray | None, controls: Controls) -> np.ndarray:
+def _sample(srnn: SRNN, steps: int, n: int, prime: np.ndarray | None, controls: Controls,
+            on_frames=None) -> np.ndarray:
     srnn.eval()
     c = srnn.config
     device = next(srnn.parameters()).device
     d = torch.zeros(n, c.d, device=device)
     z = torch.zeros(n, c.z, device=device)
     u = torch.zeros(n, c.x_dim, device=device)
-    frames = []
-    if prime is not None and len(prime):
+    primed = 0 if prime is None else len(prime)
+    rolls = np.zeros((n, primed + steps, c.x_dim), np.uint8)  # a byte per key, not a float
+    report = (lambda k: on_frames(k * n)) if on_frames else (lambda k: None)
+    if primed:
         x, u_prime, mask = padded([prime] * n)
         d, z = srnn.guide(to_batch(x, u_prime, mask, d_dim=c.d, z_dim=c.z, device=device))
         u = torch.as_tensor(x[:, -1], device=device)
-        frames.append(torch.as_tensor(x, device=device))
+        rolls[:, :primed] = x
     else:
-        for _ in range(controls.burn_in):
+        for i in range(controls.burn_in):
             d, z, u = srnn.generate(u, d, z, controls.temperature, controls.z_scale)
-    for _ in range(steps):
+            if i % FLUSH_STEPS == FLUSH_STEPS - 1 or i == controls.burn_in - 1:
+                report(i % FLUSH_STEPS + 1)
+    pending = []  # frames on the device, copied out every FLUSH_STEPS steps (no host sync per step)
+    for t in range(steps):
         d, z, u = srnn.generate(u, d, z, controls.temperature, controls.z_scale)
-        frames.append(u.unsqueeze(1))
-    return torch.cat(frames, dim=1).to(torch.uint8).cpu().numpy()
+        pending.append(u.to(torch.uint8))
+        if len(pending) == FLUSH_STEPS or t == steps - 1:
+            if not torch.isfinite(z).all():
+                raise SRNNError("sampling produced non-finite latent states; use a smaller --z-scale")
+            rolls[:, primed + t + 1 - len(pending):primed + t + 1] = torch.stack(pending, 1).cpu().numpy()
+            report(len(pending))
+            pending = []
+    return rolls

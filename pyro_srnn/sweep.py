@@ -25,7 +25,7 @@ from pathlib import Path
 from data_prep.files import write_text
 
 from .config import SRNNConfig
-from .errors import SRNNError
+from .errors import SRNNError, allocation_failure
 
 HEARTBEAT_SECONDS, GRACE_SECONDS = 10, 30  # a trial whose worker is silent for 30 s is failed and retried
 POLL_SECONDS = 2  # how often an idle worker looks for work
@@ -124,9 +124,14 @@ def parse_search(text: str) -> dict:
         space[key] = dim
     if not space:
         raise SRNNError("--search is empty")
-    for corner in itertools.product(*[d.choices or (d.low, d.high) for d in space.values()]):
-        point_config(dict(zip(space, corner)))  # the ends of every range must be valid configurations
+    search_corners(space)  # the ends of every range must be valid configurations
     return space
+
+
+def search_corners(space: dict, epochs: int | None = None) -> list:
+    """The configurations at the corners of a search space: every end of every range, every choice."""
+    return [point_config(dict(zip(space, corner)), epochs)
+            for corner in itertools.product(*[d.choices or (d.low, d.high) for d in space.values()])]
 
 
 def point_config(point: dict, epochs: int | None = None) -> SRNNConfig:
@@ -203,9 +208,26 @@ class Sweep:
         return {k: dim.suggest(trial, k) for k, dim in parse_search(self.search).items()}
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of an SQLite URL (None for any other database). A study is shared by separate
+    processes (the workers, other sweeps), so an in-memory database, which each process would see empty, is
+    refused, as is a URL that names no file."""
+    if not url.startswith("sqlite:"):
+        return None
+    path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+    path = path.split("?", 1)[0]
+    if not path or ":memory:" in path or path.startswith("file:") or "mode=memory" in url \
+            or not url.startswith("sqlite:///"):
+        raise SRNNError(f"--storage {url}: an in-memory SQLite database is private to one process, and the sweep's "
+                        "workers are separate processes; name a file (sqlite:///path/study.db) or leave --storage out")
+    return Path(path)
+
+
 def open_storage(url: str, attempts: int = 5):
     """The study database. Two sweeps that create it at the same moment race to make its tables: on SQLite
-    they take turns under a file lock; on a server the loser tries again."""
+    they take turns under a lock on the database's folder (no lock file is left beside it); on a server the
+    loser tries again. A database file this call created is removed again when it cannot be opened (a full
+    disk, a file that is not a database), so a failed sweep leaves nothing behind."""
     import contextlib
     import fcntl
     import time
@@ -213,30 +235,45 @@ def open_storage(url: str, attempts: int = 5):
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    sqlite = url.startswith("sqlite:///")
-    engine = {"connect_args": {"timeout": 60}} if sqlite else {}  # workers wait for the file lock
-    for attempt in range(attempts):
-        try:
-            with contextlib.ExitStack() as turn, warnings.catch_warnings():
-                if sqlite and Path(url[len("sqlite:///"):]).parent.is_dir():
-                    lock = turn.enter_context(open(url[len("sqlite:///"):] + ".lock", "a"))
-                    fcntl.flock(lock, fcntl.LOCK_EX)
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats, since 2.8
-                return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS,
-                                  grace_period=GRACE_SECONDS,
-                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
-        except ImportError as exc:
-            missing = getattr(exc.__cause__, "name", None) or exc.name
-            raise SRNNError(f"--storage {url}: needs a database driver that is not installed ({missing}); for "
-                            "PostgreSQL: pip install 'pyro-srnn[postgres]'") from None
-        except Exception as exc:  # sqlalchemy's errors: no server, bad URL, no permission, the race above
-            if not (isinstance(exc, optuna.exceptions.OptunaError) or type(exc).__module__.startswith("sqlalchemy")):
-                raise
-            racing = any(word in str(exc).lower() for word in ("already exists", "locked", "duplicate", "unique"))
-            if not racing or attempt == attempts - 1:
-                raise SRNNError(f"--storage {url}: cannot open the study database "
-                                f"({str(exc).splitlines()[0]})") from None
-            time.sleep(0.5 + attempt)
+    database = sqlite_file(url)
+    if database is not None:
+        if not database.parent.is_dir():
+            raise SRNNError(f"--storage {url}: cannot open the study database (folder {database.parent} does not "
+                            "exist)")
+        if database.exists() and not database.is_file():
+            raise SRNNError(f"--storage {url}: cannot open the study database ({database} is not a regular file)")
+    created = database is not None and not database.exists()
+    engine = {"connect_args": {"timeout": 60}} if database is not None else {}  # workers wait for the file lock
+    try:
+        for attempt in range(attempts):
+            try:
+                with contextlib.ExitStack() as turn, warnings.catch_warnings():
+                    if database is not None:
+                        folder = os.open(database.parent, os.O_RDONLY)
+                        turn.callback(os.close, folder)
+                        fcntl.flock(folder, fcntl.LOCK_EX)
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats, since 2.8
+                    return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS,
+                                      grace_period=GRACE_SECONDS,
+                                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
+            except ImportError as exc:
+                missing = getattr(exc.__cause__, "name", None) or exc.name
+                raise SRNNError(f"--storage {url}: needs a database driver that is not installed ({missing}); for "
+                                "PostgreSQL: pip install 'pyro-srnn[postgres]'") from None
+            except Exception as exc:  # sqlalchemy's errors: no server, bad URL, no permission, the race above
+                if not (isinstance(exc, optuna.exceptions.OptunaError) or type(exc).__module__.startswith("sqlalchemy")):
+                    raise
+                racing = any(word in str(exc).lower() for word in ("already exists", "locked", "duplicate", "unique"))
+                if not racing or attempt == attempts - 1:
+                    raise SRNNError(f"--storage {url}: cannot open the study database "
+                                    f"({str(exc).splitlines()[0]})") from None
+                time.sleep(0.5 + attempt)
+    except BaseException:
+        if created:
+            for leftover in (database, database.with_name(database.name + "-journal")):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+        raise
 
 
 def open_study(sweep: Sweep, fingerprint: dict):
@@ -364,6 +401,9 @@ def run_trial(trial, sweep: Sweep, data) -> float:
         trial.set_user_attr("error", str(exc))
         raise TrialFailed(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - a bug must not end the sweep: its traceback goes to the run's log
+        if allocation_failure(exc):
+            trial.set_user_attr("error", allocation_failure(exc))
+            raise TrialFailed(allocation_failure(exc)) from None
         log = run_dir / "trial-error.log"
         run_dir.mkdir(parents=True, exist_ok=True)
         log.write_text(traceback.format_exc())
@@ -373,7 +413,7 @@ def run_trial(trial, sweep: Sweep, data) -> float:
     scores = final_scores(trainer)
     for key, value in scores.items():
         trial.set_user_attr(key, value)
-    write_text(run_dir / "eval.json", json.dumps(scores))  # for srnn report, beside the run it scores
+    write_text(run_dir / "eval.json", json.dumps(scores), update=True)  # for srnn report, beside the run it scores
     return trainer.best_valid
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pyro
 import torch
 
-from data_prep.files import OutputError, write_bytes
+from data_prep.files import OutputError, reading, write_bytes
 from data_prep.h5 import PianoRollFile
 
 from .capture import CapturedSteps, capture_problem, make_capturable, set_learning_rate
@@ -31,7 +31,7 @@ from . import distributed
 from .evaluate import make_elbo, score_sequences
 from .numerics import denormals_flushed
 from .model import SRNN
-from .runs import RunDir, check_data
+from .runs import RunDir, check_data, data_record
 
 CHECKPOINT_FORMAT = "pyro-srnn-checkpoint-1"
 
@@ -83,19 +83,20 @@ def atomic_save(obj, path: Path):
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     try:
-        write_bytes(path, buffer.getvalue())
+        write_bytes(path, buffer.getvalue(), update=True)
     except OutputError as exc:
         raise SRNNError(f"{exc}; the previous checkpoint is kept") from None
 
 
 def load_checkpoint(path) -> dict:
     """A checkpoint read with ``weights_only=True``: a pickle that asks for any other object (code) is refused
-    before anything runs."""
+    before anything runs. Its configuration, frame grid and tensors are checked against each other here, so
+    every command that reads it gets one line naming the file and the field, not a traceback."""
     path = Path(path)
     if not path.is_file():
         raise SRNNError(f"{path}: no such checkpoint")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(reading(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         code = re.search(r"GLOBAL (\S+)", str(exc))
         if code:
@@ -104,10 +105,47 @@ def load_checkpoint(path) -> dict:
         raise SRNNError(f"{path}: unreadable checkpoint ({exc.__class__.__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise SRNNError(f"{path}: not a pyro-srnn checkpoint")
+    problem = _checkpoint_problem(ckpt)
+    if problem:
+        raise SRNNError(f"{path}: damaged checkpoint: {problem}")
     return ckpt
 
 
+def _checkpoint_problem(ckpt: dict) -> str | None:
+    from data_prep.midi import grid_from_attrs
+
+    for key, kind in (("config", dict), ("model", dict), ("grid", dict)):
+        if not isinstance(ckpt.get(key), kind):
+            return f"its {key} is {'missing' if key not in ckpt else 'not a mapping'}"
+    try:
+        config = SRNNConfig.from_dict(ckpt["config"])
+    except SRNNError as exc:
+        return f"config: {exc}"
+    try:
+        grid_from_attrs(**ckpt["grid"])
+    except (TypeError, ValueError) as exc:
+        return f"grid: {exc}"
+    tempo = ckpt.get("tempo_bpm")
+    if tempo is not None and (isinstance(tempo, bool) or not isinstance(tempo, (int, float))
+                              or not 0 < tempo < 1e6):
+        return f"tempo_bpm is {tempo!r}, not a tempo"
+    with torch.device("meta"):  # the shapes the configuration asks for, without allocating them
+        expected = {k: v.shape for k, v in SRNN(config).state_dict().items()}
+    tensors = ckpt["model"]
+    if set(tensors) != set(expected):
+        missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+        return "model: " + "; ".join(part for part in (f"lacks {', '.join(missing[:3])}" if missing else "",
+                                                        f"has unknown {', '.join(extra[:3])}" if extra else "") if part)
+    for key, shape in expected.items():
+        value = tensors[key]
+        if not isinstance(value, torch.Tensor) or value.shape != shape:
+            found = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            return f"model: {key} is {found}, the configuration needs {tuple(shape)}"
+    return None
+
+
 def model_from_checkpoint(ckpt: dict, device="cpu") -> SRNN:
+    """The model of a checkpoint that :func:`load_checkpoint` read (and checked)."""
     srnn = SRNN(SRNNConfig.from_dict(ckpt["config"]))
     srnn.load_state_dict(ckpt["model"])
     return srnn.to(device)
@@ -180,6 +218,13 @@ class Trainer:
             raise SRNNError(f"{data.path}: holds no training pieces (prepared with --split all-test, for scoring)")
         if config.batch_size % self.world:
             raise SRNNError(f"--batch-size {config.batch_size} streams cannot be split over {self.world} processes")
+        train_frames = int(data.split("train").lengths.sum())
+        if config.batch_size > train_frames:
+            raise SRNNError(f"--batch-size {config.batch_size}: more streams than the {train_frames} training frames "
+                            f"of {data.path}")
+        from .memory import check_fits
+
+        check_fits([config], device=self.device)
         torch.manual_seed(config.seed)  # the same initial parameters on every process
         pyro.clear_param_store()
         self.srnn = SRNN(config).to(self.device)
@@ -207,17 +252,37 @@ class Trainer:
 
     def start(self, resume: bool = False):
         """Create the run directory, or with ``resume`` continue from its last checkpoint."""
+        self._made_folder = not self.run.path.exists()
+        self._made_record = False
         try:
             self.run.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SRNNError(f"{self.run.path}: cannot create the run directory ({exc.strerror})") from None
-        if self.rank == 0:
-            self._lock()
         try:
+            if self.rank == 0:
+                self._lock()
             self._start(resume)
         except BaseException:
-            self._unlock()
+            self._abandon()
             raise
+
+    def _abandon(self):
+        """After a failure: a run this process began that has no checkpoint yet holds nothing to resume, so
+        what it wrote goes (a corrected command may then use the same --run-dir); a run with a checkpoint
+        is kept as it is."""
+        self._unlock()
+        if self.rank > 0 or not self._made_record or self.run.last.exists():
+            return
+        for path in (self.run.config_path, self.run.metrics_path, self.run.path / RunDir.LOCK):
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        if self._made_folder:
+            try:
+                self.run.path.rmdir()  # only when empty
+            except OSError:
+                pass
 
     def _start(self, resume: bool):
         run = self.run
@@ -234,14 +299,21 @@ class Trainer:
                                 "resume with the same options or use another --run-dir")
             check_data(record.get("data_fingerprint"), self.data, run.path)
             ckpt = load_checkpoint(run.last)
+            if not isinstance(ckpt.get("rng"), list) or not ckpt["rng"]:
+                raise SRNNError(f"{run.last}: damaged checkpoint: its rng states are missing")
             if len(ckpt["rng"]) != self.world:
                 raise SRNNError(f"{run.last}: written by {len(ckpt['rng'])} process(es); resume with as many")
-            self.srnn.load_state_dict(ckpt["model"])
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-            make_capturable(self.optimizer, self.captured is not None, self.device)  # whichever way it was saved
-            self.epoch, self.step_count, self.best_valid = ckpt["epoch"], ckpt["step"], ckpt["best_valid"]
-            self.stale_validations = ckpt.get("stale_validations", 0)
-            _set_rng_state(ckpt["rng"][self.rank], self.np_rng)
+            try:
+                self.srnn.load_state_dict(ckpt["model"])
+                self.optimizer.load_state_dict(ckpt["optimizer"])
+                make_capturable(self.optimizer, self.captured is not None, self.device)  # whichever way it was saved
+                self.epoch, self.step_count, self.best_valid = (int(ckpt["epoch"]), int(ckpt["step"]),
+                                                                float(ckpt["best_valid"]))
+                self.stale_validations = int(ckpt.get("stale_validations", 0))
+                _set_rng_state(ckpt["rng"][self.rank], self.np_rng)
+            except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+                field = exc.args[0] if isinstance(exc, KeyError) else str(exc).splitlines()[0][:120]
+                raise SRNNError(f"{run.last}: damaged checkpoint: cannot resume from it ({field})") from None
             if rank_zero:
                 if not run.config_path.is_file():
                     run.write_record(self.record())
@@ -255,12 +327,14 @@ class Trainer:
         distributed.barrier(self.world)  # every process has looked before rank 0 writes
         if not rank_zero:
             return
+        self._made_record = not run.config_path.exists()
         run.write_record(self.record())
         run.start_metrics()
 
     def record(self) -> dict:
         """What config.json holds, and every checkpoint with it."""
-        return {"config": self.config.to_dict(), "data": self.data.path, "data_fingerprint": self.data_fingerprint,
+        return {"config": self.config.to_dict(), **data_record(self.data.path, self.run.path),
+                "data_fingerprint": self.data_fingerprint,
                 "dataset": self.data.dataset, "grid": self.data.grid.__dict__, "tempo_bpm": self.data.tempo_bpm,
                 "device": str(self.device), "processes": self.world}
 
@@ -298,6 +372,9 @@ class Trainer:
         when it ends, however it ends."""
         try:
             return self._fit()
+        except BaseException:
+            self._abandon()
+            raise
         finally:
             self._unlock()
 
