@@ -3,7 +3,6 @@ the prior given z_{t-1} and d_t, x_t from the Bernoulli emission, u_{t+1} = x_t;
 from it on purpose."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

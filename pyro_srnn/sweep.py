@@ -474,12 +474,18 @@ def _best(values: dict):
     return max(values.values()) if values else ""
 
 
+def markdown_cell(text: str) -> str:
+    """A string as one cell of a markdown table, the one escaping step of that medium: a | would start a new
+    cell and a line break end the row (a trial's error message may hold either)."""
+    return " ".join(text.replace("\\", "\\\\").replace("|", "\\|").split())
+
+
 def results_tables(rows: list) -> tuple:
     """The results as (markdown, csv) text."""
     if not rows:
         return "no trials\n", ""
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    fmt = lambda v: markdown_cell(f"{v:.4f}" if isinstance(v, float) else str(v))  # noqa: E731
     md = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
     md += "".join("| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |\n" for r in rows)
     buf = io.StringIO()

@@ -1049,3 +1049,17 @@ def test_r2_4_in_a_browser_a_hostile_report_keeps_its_sections_and_runs_only_its
         assert 'data-pwned="1"' not in dom
         assert dom.count("<h2>") == sections and dom.rstrip().endswith("</html>")
         assert dom.count("<script") == (1 if name == "one.html" else 2)
+
+
+def test_r2_5_sweep_tables_keep_their_columns_whatever_a_trial_says():
+    import re
+
+    from pyro_srnn.sweep import results_tables
+
+    md, csv_text = results_tables([{"trial": 0, "run": "a|b", "state": "failed: x | y\nTraceback"},
+                                   {"trial": 1, "run": "c", "state": "complete"}])
+    lines = md.strip().splitlines()
+    assert len(lines) == 4  # header, rule, two rows: no row was broken in two
+    assert {len(re.findall(r"(?<!\\)\|", line)) for line in lines} == {4}  # every row three cells
+    assert "a\\|b" in lines[2] and "failed: x \\| y Traceback" in lines[2]
+    assert "a|b" in csv_text  # CSV quotes what it must by itself
