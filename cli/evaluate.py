@@ -103,6 +103,7 @@ def evaluate(ctx, target, split, iwae, samples, kl_form, data_file, midi, device
               "elbo": scores.per_frame(), "reconstruction": scores.per_frame(scores.reconstruction),
               "kl_term": scores.per_frame(scores.kl)}
     result["first_input"] = first_input
+    result["exact_likelihood"] = not srnn.config.z  # the RNN: its ELBO (and any IWAE bound) is log p(x)
     if iwae:
         result["iwae"] = {"k": iwae, **scores.per_frame(scores.iwae)}
     if midi:
@@ -121,6 +122,8 @@ def evaluate(ctx, target, split, iwae, samples, kl_form, data_file, midi, device
     table = numbers_table(f"{data.dataset} {split}: {checkpoint}",
                           ("nats per frame", "per sequence (paper)", "± s.e.", "total frames"))
     rows = [("ELBO", result["elbo"]), ("  reconstruction", result["reconstruction"]), ("  KL", result["kl_term"])]
+    if not srnn.config.z:  # no latent layer: the ELBO is the log-likelihood itself
+        rows = [("log-likelihood (exact)", result["elbo"])]
     if iwae:
         rows.append((f"IWAE bound, K={iwae}", result["iwae"]))
     for label, r in rows:

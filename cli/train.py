@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.progress import TextColumn
 
-from pyro_srnn.config import SRNNConfig, parse_augment
+from pyro_srnn.config import EMISSIONS, SRNNConfig, parse_augment
 
 from .common import DATASETS, DEFAULT, UserError, console, friendly_errors, numbers_table, out, progress_bar, \
     styled
@@ -17,11 +17,17 @@ from .common import DATASETS, DEFAULT, UserError, console, friendly_errors, numb
 @click.command()
 @click.option("--dataset", default="piano", show_default=True, help="Reads data/<dataset>.h5 (see srnn prep).")
 @click.option("--data", "data_file", type=click.Path(), help="A prepared HDF5 file (overrides --dataset).")
-@click.option("--z", type=click.IntRange(min=1), default=DEFAULT.z, show_default=True, help="Latent size z.")
+@click.option("--z", type=click.IntRange(min=0), default=DEFAULT.z, show_default=True,
+              help="Latent size z (0: the RNN).")
 @click.option("--d", type=click.IntRange(min=1), default=DEFAULT.d, show_default=True, help="Forward GRU size d.")
 @click.option("--a", type=click.IntRange(min=1), default=DEFAULT.a, show_default=True, help="Backward GRU size a.")
 @click.option("--hidden", type=click.IntRange(min=1), default=DEFAULT.hidden, show_default=True,
               help="MLP hidden width.")
+@click.option("--emission", type=click.Choice(EMISSIONS), default=DEFAULT.emission, show_default=True,
+              help="p(x_t | z_t, d_t): 88 independent Bernoullis (the paper), or a NADE over the keys, lowest "
+                   "first, whose biases come from the emission MLP (RNN-NADE's; with --z 0, RNN-NADE itself).")
+@click.option("--nade-hidden", type=click.IntRange(min=1), default=DEFAULT.nade_hidden, show_default=True,
+              help="--emission nade: the NADE's hidden units H.")
 @click.option("--seq-len", type=click.IntRange(min=1), default=DEFAULT.seq_len, show_default=True,
               help="Truncated back-propagation length.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT.batch_size, show_default=True,
@@ -146,7 +152,8 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, 
         console.print(styled(("--capture", "yellow"), f": {trainer.capture_problem}; the step runs eagerly"))
     trainer.start(resume=resume)
     writer = SummaryWriter(str(trainer.run.path / "tensorboard")) if tensorboard else None
-    summary = (f": {data.dataset} ({data.path}), d={config.d} a={config.a} z={config.z}, {trainer.config.epochs} epochs"
+    summary = (f": {data.dataset} ({data.path}), {model_name(config)}, d={config.d} a={config.a} z={config.z}, "
+               f"{trainer.config.epochs} epochs"
                + (f" ({config.updates} updates)" if config.updates else "")
                + f", {config.elbo} {'bound' if config.iwae_particles else 'ELBO'}, device {trainer.device}"
                + (f", resumed after epoch {trainer.epoch}" if trainer.epoch else ""))
@@ -154,6 +161,11 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, 
     with progress:
         trainer.fit()
     _print_training_summary(trainer.run)
+
+
+def model_name(config) -> str:
+    """The model a configuration is, by the names of the literature: SRNN, SRNN-NADE, RNN or RNN-NADE."""
+    return ("SRNN" if config.z else "RNN") + ("-NADE" if config.emission == "nade" else "")
 
 
 def _augment(value):

@@ -16,6 +16,7 @@ MAX_TRANSPOSE = 24
 # What an evaluated sequence's u_1 is: 0 (the model's definition), x_1, or the frame before it where the data
 # holds one (pyro_srnn.evaluate.first_inputs).
 FIRST_INPUTS = ("zero", "x1", "previous")
+EMISSIONS = ("bernoulli", "nade")
 
 # The ranges every value is checked against before any work starts (SRNNConfig for training, sweeps and records;
 # pyro_srnn.sample.Controls and the command line for sampling). The upper ends are far beyond any useful value
@@ -38,8 +39,10 @@ class SRNNConfig:
     x_dim: int = 88  # piano keys 21..108
     d: int = 300  # forward GRU state d_t
     a: int = 300  # backward GRU state a_t
-    z: int = 100  # latent z_t
+    z: int = 100  # latent z_t; 0: the RNN, with no stochastic layer (docs/MODEL.md section 4)
     hidden: int = 500  # every MLP's hidden width, and the embedding width
+    emission: str = "bernoulli"  # p(x_t | .): "bernoulli" (88 independent keys, the paper) or "nade" (RNN-NADE's)
+    nade_hidden: int = 150  # the NADE's hidden units H (Boulanger-Lewandowski et al. 2012)
     filtering: bool = False  # a_t from an MLP of [d_t, e(x_t)] instead of the backward GRU
     residual: bool = True  # posterior mean = prior mean + MLP output
     variance_floor: float = 1e-6  # variance = exp(lv) + floor
@@ -75,9 +78,15 @@ class SRNNConfig:
             from .errors import SRNNError
 
             raise SRNNError("invalid configuration: " + "; ".join(problems))
-        sizes = ("x_dim", "d", "a", "z", "hidden")
+        sizes = ("x_dim", "d", "a", "hidden", "nade_hidden")
         problems = [f"{k} must be 1..{MAX_WIDTH}, not {getattr(self, k)}" for k in sizes
                     if not 1 <= getattr(self, k) <= MAX_WIDTH]
+        if not 0 <= self.z <= MAX_WIDTH:
+            problems.append(f"z must be 0..{MAX_WIDTH} (0: the RNN, no latent layer), not {self.z}")
+        if self.emission not in EMISSIONS:
+            problems.append(f"emission must be one of {', '.join(EMISSIONS)}, not {self.emission!r}")
+        if self.z == 0 and (self.filtering or self.iwae_particles):
+            problems.append("z = 0 is the RNN, which has no latent layer: filtering and iwae:K do not apply")
         problems += [f"{k} must be positive" for k in ("seq_len", "batch_size", "epochs", "valid_every")
                      if getattr(self, k) < 1]
         for key, high in (("seq_len", MAX_SAMPLE_FRAMES), ("batch_size", MAX_STREAMS), ("epochs", MAX_RUN),
@@ -171,7 +180,8 @@ class SRNNConfig:
     def effective_lr_constant_epochs(self) -> float:
         return self.lr_constant_epochs * self.schedule_scale
 
-    ARCHITECTURE = ("x_dim", "d", "a", "z", "hidden", "filtering", "residual", "variance_floor")
+    ARCHITECTURE = ("x_dim", "d", "a", "z", "hidden", "emission", "nade_hidden", "filtering", "residual",
+                    "variance_floor")
 
     def architecture(self) -> dict:
         return {k: getattr(self, k) for k in self.ARCHITECTURE}

@@ -36,8 +36,10 @@ def _stacked_chain(model_trace, guide_trace):
     names = [n for n, s in guide_trace.nodes.items() if s["type"] == "sample" and not site_is_subsample(s)]
     model_latent = {n for n, s in model_trace.nodes.items()
                     if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s)}
-    if not names or model_latent != set(names):
+    if model_latent != set(names):
         return None
+    if not names:  # no latent layer (the RNN): an empty chain, whose KL is 0
+        return [], []
     guide_sites = [guide_trace.nodes[n] for n in names]
     model_sites = [model_trace.nodes[n] for n in names]
     shape = guide_sites[0]["value"].shape
@@ -89,6 +91,9 @@ def sequence_terms(model_trace, guide_trace, kl_form: str = "analytic", chain=No
         if site["type"] == "sample" and site["is_observed"]:
             reconstruction = reconstruction + scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"],
                                                              site["mask"])
+    if not guide_sites:
+        zero = torch.zeros_like(reconstruction)
+        return SequenceTerms(reconstruction, zero, zero)
     q, p = _stack_normals(guide_sites), _stack_normals(model_sites)
     if kl_form == "analytic":
         kl_sum, kl_scaled = _masked_per_sequence(kl_divergence(q, p).sum(-1), guide_sites)  # the guide's mask

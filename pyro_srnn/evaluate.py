@@ -101,6 +101,8 @@ def score_sequences(srnn: SRNN, sequences, kl_form: str = "analytic", samples: i
     variance over all frames of the posterior mean of each latent dimension."""
     if len(sequences) == 0:
         raise SRNNError("no sequences to score")
+    if active_units and not srnn.config.z:
+        raise SRNNError("active units: this model has no latent layer (z = 0)")
     srnn.eval()
     lengths = np.array([len(s) for s in sequences])
     n = len(sequences)

@@ -29,6 +29,8 @@ def parameter_count(config: SRNNConfig) -> int:
 
 def training_bytes(config: SRNNConfig) -> int:
     per_frame = 12 * config.hidden + 16 * (config.d + config.a) + 40 * config.z + 10 * config.x_dim
+    if config.emission == "nade":  # every key's hidden pre-activations, sigmoids and their products
+        per_frame += 4 * config.x_dim * config.nade_hidden
     frames = config.batch_size * config.seq_len * max(1, config.iwae_particles)
     return BYTES * (4 * parameter_count(config) + per_frame * frames)
 

@@ -3,10 +3,14 @@
     (M1) e(v)          = f(W2 f(W1 v + b1) + b2)                  shared embedding of u_t and x_t
     (M2) d_t           = GRU(d_{t-1}, e(u_t))                     deterministic path, u_t = x_{t-1}
     (M3) p(z_t | .)    = N(mu_p, exp(lv_p) + 1e-6), mu_p, lv_p = MLPs([d_t, z_{t-1}])
-    (M4) p(x_t | .)    = Bernoulli(sigmoid(MLP([d_t, z_t])))
+    (M4) p(x_t | .)    = Bernoulli(sigmoid(MLP([d_t, z_t])))         or, with emission "nade", a NADE whose
+                                                                  biases b, c are MLP([d_t, z_t]) (RNN-NADE's)
     (M5) a_t           = backward GRU over [d_t, e(x_t)]          inference path
     (M6) q(z_t | .)    = N(mu_p + dmu_q, exp(lv_q) + 1e-6), dmu_q, lv_q = MLPs([a_t, z_{t-1}])
          f(x)          = clip(leaky_relu(x, 1/3), -3, 3)
+
+With z = 0 the model is the RNN of Boulanger-Lewandowski et al. (2012), with a GRU: no latent layer, the
+emission conditioned on d_t alone, and a guide that samples nothing, so the ELBO is the exact log-likelihood.
 
 With ``dropout`` p > 0 (not in the paper), training drops units of e(.) and of the emission MLP's hidden layer,
 the connections that do not recur; evaluation and sampling use the whole networks.
@@ -22,6 +26,7 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro import poutine
+from pyro.distributions import TorchDistribution, constraints
 from torch import nn
 
 from .config import SRNNConfig
@@ -126,18 +131,78 @@ class GaussianMLPs(nn.Module):
         return self(self.first_c(c), z_prev)
 
 
-class Emission(nn.Module):
-    """p(x_t | z_t, d_t) = prod_k Bernoulli(sigmoid(MLP([d_t, z_t])_k)); returns the logits."""
+class NADE(TorchDistribution):
+    """The neural autoregressive distribution over a frame's keys, lowest key first (Larochelle and Murray
+    2011; the emission of RNN-NADE): p(x) = prod_k Bernoulli(x_k | sigmoid(b_k + V_k . h_k)), with
+    h_k = sigmoid(c + W[:, <k] x_<k). The biases b (..., K) and c (..., H) vary with the batch; the weights
+    W (H, K) and V (K, H) are shared. Batch shape b.shape[:-1], event shape (K,). ``temperature`` divides every
+    conditional's logit (1: the distribution itself)."""
 
-    def __init__(self, d_dim: int, z_dim: int, hidden: int, x_dim: int, dropout: float = 0.0):
+    arg_constraints = {}
+    support = constraints.independent(constraints.boolean, 1)
+
+    def __init__(self, b, c, W, V, temperature: float = 1.0, validate_args=None):
+        self.b, self.c, self.W, self.V, self.temperature = b, c, W, V, temperature
+        super().__init__(b.shape[:-1], b.shape[-1:], validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        return NADE(self.b.expand(batch_shape + self.b.shape[-1:]), self.c.expand(batch_shape + self.c.shape[-1:]),
+                    self.W, self.V, self.temperature)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The logit of every key's conditional p(x_k = 1 | x_<k), all keys at once: the hidden
+        pre-activations of key k are c plus a cumulative sum of W's columns over the keys below it."""
+        steps = x.unsqueeze(-1) * self.W.t()  # (..., K, H): key j's contribution W[:, j] x_j
+        below = torch.cat([torch.zeros_like(steps[..., :1, :]), steps[..., :-1, :]], dim=-2).cumsum(-2)
+        h = torch.sigmoid(self.c.unsqueeze(-2) + below)
+        return (self.b + (h * self.V).sum(-1)) / self.temperature
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return -F.binary_cross_entropy_with_logits(self.logits(x), x, reduction="none").sum(-1)
+
+    @torch.no_grad()
+    def sample(self, sample_shape=torch.Size()):
+        """Key by key, every frame of the batch at once."""
+        shape = self._extended_shape(sample_shape)
+        b = self.b.expand(shape)
+        a = self.c.expand(shape[:-1] + self.c.shape[-1:]).clone()
+        x = torch.zeros(shape, dtype=b.dtype, device=b.device)
+        for k in range(shape[-1]):
+            logit = (b[..., k] + torch.sigmoid(a) @ self.V[k]) / self.temperature
+            x[..., k] = torch.bernoulli(torch.sigmoid(logit))
+            a = a + x[..., k:k + 1] * self.W[:, k]
+        return x
+
+
+class Emission(nn.Module):
+    """p(x_t | z_t, d_t): an MLP of [d_t, z_t] gives the 88 logits of independent Bernoullis ("bernoulli", the
+    paper), or a NADE's biases b (88) and c (H) ("nade"); :meth:`distribution` is the distribution itself."""
+
+    def __init__(self, d_dim: int, z_dim: int, hidden: int, x_dim: int, dropout: float = 0.0,
+                 kind: str = "bernoulli", nade_hidden: int = 0):
         super().__init__()
+        self.kind, self.x_dim = kind, x_dim
         self.layer1 = nn.Linear(d_dim + z_dim, hidden)
-        self.out = nn.Linear(hidden, x_dim)
+        self.out = nn.Linear(hidden, x_dim + (nade_hidden if kind == "nade" else 0))
+        if kind == "nade":
+            self.W = nn.Parameter(torch.empty(nade_hidden, x_dim))
+            self.V = nn.Parameter(torch.empty(x_dim, nade_hidden))
+            for weight in (self.W, self.V):
+                _glorot_normal_(weight, *weight.shape)
         self.dropout = dropout
 
     def forward(self, d, z):
+        """The MLP's output: the Bernoulli logits, or the NADE's biases b and c side by side."""
         h = clipped_leaky_relu(self.layer1(torch.cat([d, z], dim=-1)))
         return self.out(dropped(h, self.dropout, self.training))
+
+    def distribution(self, d, z, temperature: float = 1.0) -> dist.Distribution:
+        """p(x_t | z_t, d_t) for every step given: batch shape d.shape[:-1], event shape (88,)."""
+        out = self(d, z)
+        if self.kind == "nade":
+            return NADE(out[..., :self.x_dim], out[..., self.x_dim:], self.W, self.V, temperature)
+        return dist.Bernoulli(logits=out / temperature).to_event(1)
 
 
 class FilteringPath(nn.Module):
@@ -176,13 +241,14 @@ class SRNN(nn.Module):
         self.config = c
         self.embed = Embedding(c.x_dim, c.hidden, c.dropout)
         self.gru_d = nn.GRU(c.hidden, c.d, batch_first=True)
-        if c.filtering:
-            self.filtering_path = FilteringPath(c.d + c.hidden, c.hidden, c.a)
-        else:
-            self.gru_a = nn.GRU(c.d + c.hidden, c.a, batch_first=True)
-        self.prior = GaussianMLPs(c.d, c.z, c.hidden)
-        self.posterior = GaussianMLPs(c.a, c.z, c.hidden)
-        self.emission = Emission(c.d, c.z, c.hidden, c.x_dim, c.dropout)
+        if c.z:  # the stochastic layer; the RNN (z = 0) has none
+            if c.filtering:
+                self.filtering_path = FilteringPath(c.d + c.hidden, c.hidden, c.a)
+            else:
+                self.gru_a = nn.GRU(c.d + c.hidden, c.a, batch_first=True)
+            self.prior = GaussianMLPs(c.d, c.z, c.hidden)
+            self.posterior = GaussianMLPs(c.a, c.z, c.hidden)
+        self.emission = Emission(c.d, c.z, c.hidden, c.x_dim, c.dropout, c.emission, c.nade_hidden)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -240,13 +306,14 @@ class SRNN(nn.Module):
         z_prev, zs = batch.z0, []
         with pyro.plate("sequences", batch.size):
             with poutine.scale(scale=kl_scale):  # KL annealing on the z sites
-                for t in pyro.markov(range(batch.steps)):
+                for t in pyro.markov(range(self.latent_steps(batch))):
                     mu_p, lv_p = paths.prior(t, z_prev)  # (M3)
                     with poutine.mask(mask=batch.mask[:, t]):  # padding
                         z_prev = pyro.sample(f"z_{t + 1}", self.normal(mu_p, lv_p))
                     zs.append(z_prev)
-            logits = self.emission(paths.d, torch.stack(zs, dim=1))  # (M4), all steps at once
-            pyro.sample("x", dist.Bernoulli(logits=logits).mask(batch.mask.unsqueeze(-1)).to_event(2), obs=batch.x)
+            z = torch.stack(zs, dim=1) if zs else batch.z0.new_zeros(batch.size, batch.steps, 0)  # the RNN: no z_t
+            emission = self.emission.distribution(paths.d, z)  # (M4), all steps at once
+            pyro.sample("x", emission.mask(batch.mask).to_event(1), obs=batch.x)
 
     def guide(self, batch: Batch, kl_scale: float = 1.0, paths: "Paths | None" = None):
         """q(z | x, u) = prod_t q(z_t | z_{t-1}, a_t). Returns (d_T, z_T), the states a next chunk starts from."""
@@ -254,7 +321,7 @@ class SRNN(nn.Module):
         paths = paths or Paths(self, batch)  # d_t and a_t for every step (M1, M2, M5)
         z_prev = batch.z0
         with pyro.plate("sequences", batch.size), poutine.scale(scale=kl_scale):
-            for t in pyro.markov(range(batch.steps)):
+            for t in pyro.markov(range(self.latent_steps(batch))):
                 dmu_q, lv_q = paths.posterior(t, z_prev)  # (M6)
                 mu_p, _ = paths.prior(t, z_prev)  # (M3)
                 mu_q = mu_p + dmu_q if self.config.residual else dmu_q
@@ -270,16 +337,21 @@ class SRNN(nn.Module):
         Away from ancestral sampling (the defaults): ``temperature`` divides the emission's logits (below 1:
         fewer, surer notes), ``z_scale`` multiplies the prior's standard deviation."""
         d = self.gru_d(self.embed(u).unsqueeze(1), d.unsqueeze(0))[1][0]
-        mean, logvar = self.prior.step(d, z)
-        prior = self.normal(mean, logvar)
-        if z_scale == 0.0:
-            z = mean
-        else:
-            if z_scale != 1.0:
-                prior = dist.Normal(mean, prior.base_dist.scale * z_scale).to_event(1)
-            z = prior.sample()
-        x = torch.bernoulli(torch.sigmoid(self.emission(d, z) / temperature))
+        if self.config.z:
+            mean, logvar = self.prior.step(d, z)
+            prior = self.normal(mean, logvar)
+            if z_scale == 0.0:
+                z = mean
+            else:
+                if z_scale != 1.0:
+                    prior = dist.Normal(mean, prior.base_dist.scale * z_scale).to_event(1)
+                z = prior.sample()
+        x = self.emission.distribution(d, z, temperature).sample()
         return d, z, x
+
+    def latent_steps(self, batch: Batch) -> int:
+        """The steps that sample a z_t: all of them, or none for the RNN (z = 0)."""
+        return batch.steps if self.config.z else 0
 
 
 class Paths:

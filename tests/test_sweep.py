@@ -51,7 +51,7 @@ def test_grid_and_search_parsing():
         with pytest.raises(SRNNError):
             parse_grid(bad)
     for bad, words in (("lr=3e-3..1e-4", "LOW < HIGH"), ("lr=0..1e-3:log", "LOW > 0"), ("lr=1e-4..1e-3:int", ":int"),
-                       ("z=0..10", "z must be 1..16384"), ("elbo=a..b", "cannot read"), ("z=1..5 z=2..3", "twice"),
+                       ("z=-1..10", "z must be 0..16384"), ("elbo=a..b", "cannot read"), ("z=1..5 z=2..3", "twice"),
                        ("elbo=analytic,iwae:1", "2 <= K"), ("z=4,8:int", "cannot read")):
         with pytest.raises(SRNNError, match=words):
             parse_search(bad)

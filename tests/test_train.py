@@ -110,9 +110,11 @@ class Interrupt(Exception):
     pass
 
 
-def test_resume_after_interruption_matches_uninterrupted_run(bach_file, tmp_path):
+@pytest.mark.parametrize("model", [{}, {"emission": "nade", "nade_hidden": 5}, {"z": 0, "emission": "nade",
+                                                                               "nade_hidden": 5}])
+def test_resume_after_interruption_matches_uninterrupted_run(bach_file, tmp_path, model):
     data = PianoRollFile(bach_file)
-    config = tiny_config(epochs=3, augment_transpose=3)
+    config = tiny_config(epochs=3, augment_transpose=3, **model)
     full = Trainer(config, data, tmp_path / "full")
     full.start()
     full.fit()
@@ -149,7 +151,8 @@ def test_bad_input_gives_one_line_errors(bach_file, tmp_path):
     cases = [
         (["train", "--dataset", "nowhere"], "data/nowhere.h5: no such data file"),
         (["train", "--data", str(tmp_path / "bad.h5")], "not an HDF5 file"),
-        (["train", "--data", str(bach_file), "--z", "0"], "Invalid value for '--z'"),
+        (["train", "--data", str(bach_file), "--z", "-1"], "Invalid value for '--z'"),
+        (["train", "--data", str(bach_file), "--z", "0", "--filtering"], "filtering and iwae:K do not apply"),
         (["train", "--data", str(bach_file), "--augment", "rotate"], "--augment"),
     ]
     (tmp_path / "bad.h5").write_text("nope")
