@@ -176,6 +176,10 @@ def evaluation_seconds(data_file: str, size: str = "paper", split: str = "test",
             "frames_per_second": frames / seconds}
 
 
+# The other models of the same machinery, timed beside the SRNN's analytic step (RNN-NADE and its issue's cost target).
+MODEL_VARIANTS = {"SRNN-NADE": {"emission": "nade"}, "RNN": {"z": 0}, "RNN-NADE": {"z": 0, "emission": "nade"}}
+
+
 @denormals_flushed()  # as training and evaluation run
 def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") -> dict:
     from benchmarks.naive_srnn import NaiveSRNN
@@ -212,11 +216,21 @@ def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") ->
         steps = CapturedSteps(copy, copy_optimizer, copy_config, device)
         return lambda: steps(batch, 1.0)
 
+    def variant(**changes):  # the analytic step of another emission or latent layer: its own model of this size
+        variant_config = dataclasses.replace(config, elbo="analytic", **changes)
+        model = SRNN(variant_config).to(device)
+        variant_optimizer = make_optimizer(model, variant_config)
+        elbo = make_elbo("analytic")
+        variant_batch = dataclasses.replace(batch, z0=batch.z0[:, :variant_config.z])
+        return lambda: svi_step(model, elbo, variant_optimizer, variant_config, variant_batch)
+
     candidates = {"ours trace": ours("trace"), "ours analytic": ours("analytic"),
-                  "naive trace": baseline("trace"), "naive analytic": baseline("analytic")}
+                  "naive trace": baseline("trace"), "naive analytic": baseline("analytic"),
+                  **{f"{name} (analytic)": variant(**changes) for name, changes in MODEL_VARIANTS.items()}}
     if capture_problem(torch.device(device)) is None:  # eager and captured side by side
         candidates.update({"captured trace": captured("trace"), "captured analytic": captured("analytic")})
     steps = interleaved(candidates, repeats, device)
+    variant_steps = {name: steps.pop(f"{name} (analytic)") for name in MODEL_VARIANTS}
     rate = statistics.median(matmul_rate(device=device) for _ in range(5))
     flops = step_flops(config, BATCH * STEPS)
     parts = breakdown(srnn, batch, repeats)
@@ -238,6 +252,8 @@ def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") ->
         "threads": torch.get_num_threads(), "device": str(device),
         "step_seconds": steps, "matmul_gflops": rate / 1e9, "step_gflop": flops / 1e9,
         "breakdown_seconds": parts,
+        "variant_step_seconds": variant_steps,
+        "variant_step_ratio": {name: s / steps["ours analytic"] for name, s in variant_steps.items()},
         "speedup_trace": steps["naive trace"] / steps["ours trace"],
         "speedup_analytic": steps["naive analytic"] / steps["ours analytic"],
         **({"capture_speedup_trace": steps["ours trace"] / steps["captured trace"],

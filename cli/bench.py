@@ -37,6 +37,10 @@ def bench(size, repeats, device, eval_data, as_json):
         table.add_row(name, f"{seconds:.3f}", f"{r['achieved_gflops'][name]:.1f}",
                       f"{100 * r['fraction_of_matmul_peak'][name]:.1f}%")
     out.print(table)
+    variants = numbers_table("other models, the analytic step in the same run", ("model", "seconds", "x SRNN"))
+    for name, seconds in r["variant_step_seconds"].items():
+        variants.add_row(name, f"{seconds:.3f}", f"{r['variant_step_ratio'][name]:.2f}")
+    out.print(variants)
     parts = numbers_table("where a step's time goes (forward + backward, medians)", ("part", "seconds"))
     for name, seconds in r["breakdown_seconds"].items():
         parts.add_row(name, f"{seconds:.3f}")

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SRNN=${SRNN:-.venv/bin/srnn}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+mkdir -p runs  # a fresh clone has none: the logs go there
 
 run() {  # run NAME DATAFILE IWAE_K [train options...]
   local name=$1 data=$2 iwae=$3; shift 3
@@ -178,5 +179,27 @@ case "${1:-}" in
       echo "done $name draws"
     done
     ;;
-  *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned|probe|arch|x1|notts|draws" >&2; exit 2 ;;
+  nade)  # RESULTS section 8: the comparison models of Boulanger-Lewandowski et al. (2012) beside the SRNN, with the
+         # paper's recipe: MODELS of rnn (--z 0), rnn-nade (--z 0 --emission nade), srnn-nade (--emission nade), on
+         # DATASETS (jsb) of VARIANT (boulanger), SEEDS (0). An RNN's likelihood is exact, so it gets no IWAE pass.
+    for ds in ${DATASETS:-jsb}; do
+      for model in ${MODELS:-rnn-nade srnn-nade rnn}; do
+        for seed in ${SEEDS:-0}; do
+          case $model in
+            rnn) options=(--z 0) ;;
+            rnn-nade) options=(--z 0 --emission nade) ;;
+            srnn-nade) options=(--emission nade) ;;
+            *) echo "MODELS: rnn, rnn-nade or srnn-nade, not $model" >&2; exit 2 ;;
+          esac
+          variant=${VARIANT:-boulanger}
+          name=paper-$ds-$variant-$model-seed$seed
+          if [ "$variant" = srnn ]; then data=data/$ds-srnn.h5; else data=data/$ds.h5; fi
+          k=100; [ "$model" = srnn-nade ] || k=0
+          [ "$variant" = srnn ] && k=0
+          run "$name" "$data" "$k" $PAPER --elbo analytic --seed "$seed" "${options[@]}"
+        done
+      done
+    done
+    ;;
+  *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned|probe|arch|x1|notts|draws|nade" >&2; exit 2 ;;
 esac
