@@ -181,7 +181,8 @@ case "${1:-}" in
     ;;
   nade)  # RESULTS section 8: the comparison models of Boulanger-Lewandowski et al. (2012) beside the SRNN, with the
          # paper's recipe: MODELS of rnn (--z 0), rnn-nade (--z 0 --emission nade), srnn-nade (--emission nade), on
-         # DATASETS (jsb) of VARIANT (boulanger), SEEDS (0). An RNN's likelihood is exact, so it gets no IWAE pass.
+         # DATASETS (jsb) of VARIANT (boulanger), SEEDS (0), with CONFIG (below). An RNN's likelihood is exact, so
+         # it gets no IWAE pass.
     for ds in ${DATASETS:-jsb}; do
       for model in ${MODELS:-rnn-nade srnn-nade rnn}; do
         for seed in ${SEEDS:-0}; do
@@ -192,11 +193,18 @@ case "${1:-}" in
             *) echo "MODELS: rnn, rnn-nade or srnn-nade, not $model" >&2; exit 2 ;;
           esac
           variant=${VARIANT:-boulanger}
-          name=paper-$ds-$variant-$model-seed$seed
+          case ${CONFIG:-paper} in  # paper: the SRNN's recipe; tuned: JSB's (z = 8 for an SRNN, lr = 2e-3);
+                                    # long: the recipe's schedule stretched over 2,000 updates at lr = 2e-3
+            paper) recipe=($PAPER --elbo analytic) ;;
+            tuned) recipe=($TUNED) ;;
+            long) recipe=($PAPER --elbo analytic --updates 2000 --lr 2e-3) ;;
+            *) echo "CONFIG: paper, tuned or long" >&2; exit 2 ;;
+          esac
+          name=${CONFIG:-paper}-$ds-$variant-$model-seed$seed
           if [ "$variant" = srnn ]; then data=data/$ds-srnn.h5; else data=data/$ds.h5; fi
           k=100; [ "$model" = srnn-nade ] || k=0
           [ "$variant" = srnn ] && k=0
-          run "$name" "$data" "$k" $PAPER --elbo analytic --seed "$seed" "${options[@]}"
+          run "$name" "$data" "$k" "${recipe[@]}" --seed "$seed" "${options[@]}"
         done
       done
     done
