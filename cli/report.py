@@ -35,8 +35,12 @@ def report(targets, output, evaluate, no_audio, force):
                 raise UserError(f"{path}: not a run directory (no config.json or last.pt); several targets must "
                                 "all be runs")
     single = len(paths) == 1 and RunDir(paths[0]).holds_run()
-    for path in paths if len(paths) > 1 or single else [p for p in paths[0].iterdir() if p.is_dir()]:
-        for item in path.iterdir():  # every file of a run it shows is an input the page may not replace
+    runs = paths if len(paths) > 1 or single else \
+        sorted(p for p in paths[0].iterdir() if p.is_dir() and RunDir(p).holds_run())
+    if not runs:
+        raise UserError(f"{paths[0]}: holds no run directories")
+    for run in runs:
+        for item in run.iterdir():  # every file of a run it shows is an input the page may not replace
             if item.is_file():
                 reading(item)
     output = Path(output or (paths[0] if len(paths) == 1 else Path(".")) / "report.html")
@@ -45,10 +49,6 @@ def report(targets, output, evaluate, no_audio, force):
         with console.status(Text("sampling, rendering audio and drawing")):
             page = run_report(paths[0], evaluate=evaluate, audio=not no_audio)
     else:
-        runs = paths if len(paths) > 1 else \
-            sorted(p for p in paths[0].iterdir() if p.is_dir() and RunDir(p).holds_run())
-        if not runs:
-            raise UserError(f"{paths[0]}: holds no run directories")
         page = runs_report(runs)
     with staged([output], force) as (tmp,), writing(tmp):
         tmp.write_text(page)

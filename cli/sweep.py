@@ -143,13 +143,14 @@ def _die_with_parent(parent: int):
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
         PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+        kernel_watches = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # not Linux
+        kernel_watches = False
     if os.getppid() != parent:  # the parent died before the request was made
         os._exit(1)
+    if kernel_watches:
+        return
 
     def watch():
         while True:

@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from .files import OutputError, check_output, reading, write_bytes
-from .midi import LOWEST_KEY, N_KEYS, Grid, grid_from_attrs
+from .midi import LOWEST_KEY, N_KEYS, Grid, grid_from_attrs, writable_tempo
 
 FORMAT = "pyro-srnn-pianoroll-1"
 SPLITS = ("train", "valid", "test")
@@ -161,8 +161,8 @@ class PianoRollFile:
                       "beat or seconds, a positive finite step that MIDI can write, a phase of 0 or more and rule "
                       "sample or overlap") from None
         tempo = attrs.get("tempo_bpm")
-        if tempo is not None and (isinstance(tempo, (bool, str)) or not 0 < float(tempo) < 1e6):
-            raise bad(f"the tempo_bpm attribute is {tempo!r}, not a tempo (beats per minute, more than 0)")
+        if tempo is not None and not writable_tempo(tempo):
+            raise bad(f"the tempo_bpm attribute is {tempo!r}, not a tempo a MIDI file can state (beats per minute)")
         try:
             attrs["midi_options"] = json.loads(attrs.get("midi_options", "{}"))
         except (TypeError, ValueError):

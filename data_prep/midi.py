@@ -60,6 +60,13 @@ class Grid:
         write_timing(self)  # a grid is only as good as the MIDI files it can be written to
 
 
+def writable_tempo(bpm) -> bool:
+    """Whether ``bpm`` is a tempo a MIDI file can state: a number whose beat is 1..2^24 - 1 microseconds
+    (about 3.6 to 60 million beats per minute). Data files, checkpoints and the writer all ask this."""
+    return (isinstance(bpm, (int, float)) and not isinstance(bpm, bool) and math.isfinite(bpm) and bpm > 0
+            and 1 <= round(60e6 / bpm) <= MAX_TEMPO)
+
+
 def write_timing(grid: Grid, bpm: float = 120.0) -> tuple:
     """(ticks per beat, microseconds per beat, ticks per frame) that place every frame boundary of ``grid`` on
     a whole tick, so that a written roll reads back exactly. A beat grid keeps ``bpm`` and takes a finer
@@ -77,7 +84,7 @@ def write_timing(grid: Grid, bpm: float = 120.0) -> tuple:
         frame_ticks = step * tpb
         if tpb > MAX_TICKS_PER_BEAT or frame_ticks * (1 + phase) > 2 ** 27:
             raise ValueError(f"a frame of {grid.step} beats is not a whole number of MIDI ticks")
-        if not 0 < bpm < 1e6 or not 1 <= round(60e6 / bpm) <= MAX_TEMPO:
+        if not writable_tempo(bpm):
             raise ValueError(f"tempo {bpm} bpm cannot be written to MIDI")
         return tpb, int(round(60e6 / bpm)), int(frame_ticks)
     micros = grid.step * 1e6

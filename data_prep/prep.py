@@ -250,8 +250,8 @@ SKIP_KINDS = (("over the limit", "longer than --max-frames {max_frames}"), ("zer
 
 
 def nothing_usable(reading: MidiReading) -> str:
-    """Why no piece of a collection could be prepared, by kind: '14 MIDI files, none usable: 12 longer than
-    --max-frames 100000, 2 unreadable'."""
+    """Why no piece of a collection could be prepared, by kind: 'none of the 14 MIDI files could be prepared:
+    12 longer than --max-frames 100000, 2 unreadable'."""
     kinds = {}
     for _, reason in reading.skipped:
         kind = next((label for word, label in SKIP_KINDS if word in reason), "failed otherwise")

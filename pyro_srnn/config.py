@@ -39,7 +39,7 @@ class SRNNConfig:
     x_dim: int = 88  # piano keys 21..108
     d: int = 300  # forward GRU state d_t
     a: int = 300  # backward GRU state a_t
-    z: int = 100  # latent z_t; 0: the RNN, with no stochastic layer (docs/MODEL.md section 4)
+    z: int = 100  # latent z_t; 0: the RNN, with no stochastic layer (docs/MODEL.md section 1)
     hidden: int = 500  # every MLP's hidden width, and the embedding width
     emission: str = "bernoulli"  # p(x_t | .): "bernoulli" (88 independent keys, the paper) or "nade" (RNN-NADE's)
     nade_hidden: int = 150  # the NADE's hidden units H (Boulanger-Lewandowski et al. 2012)

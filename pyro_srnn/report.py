@@ -14,9 +14,10 @@ from pathlib import Path
 
 from .errors import SRNNError
 from .plot import draw_roll, plot_text, pyplot
-from .runs import RunDir, read_scores
+from .runs import RunDir, read_scores, score_field
 
 TEST_JSON_KEYS = ("elbo.per_sequence", "elbo.total_frames")  # what the page shows of srnn evaluate's test.json
+TEST_JSON_IWAE_KEYS = ("iwae.k", "iwae.per_sequence", "iwae.total_frames")  # and of its IWAE bound, if any
 AUDIO_RATE = 16_000  # mono 16 kHz keeps an embedded clip near 30 KB per second
 
 STYLE = """
@@ -162,9 +163,8 @@ def run_report(path, evaluate: bool = False, pieces: int = 3, steps: int = 48, s
                                         "<p>No epochs recorded yet.</p>"))
     parts.append(_data_script(metrics))
     test_json = run_dir.path / "test.json"
-    evaluation = read_scores(test_json, TEST_JSON_KEYS) if test_json.is_file() else None
-    if evaluation is not None and "iwae" in evaluation:
-        read_scores(test_json, ("iwae.k", "iwae.per_sequence", "iwae.total_frames"))
+    evaluation = read_scores(test_json, TEST_JSON_KEYS, optional=TEST_JSON_IWAE_KEYS) if test_json.is_file() \
+        else None
     if evaluation is None and evaluate:
         scores = score_sequences(run.srnn, run.sequences("test"), iwae=0)
         evaluation = {"elbo": scores.per_frame(), "sequences": len(scores.lengths)}
@@ -233,10 +233,9 @@ def runs_report(paths) -> str:
 def _test_elbo(folder: Path):
     """The test ELBO per frame (paper normalisation) a sweep trial (eval.json) or scripts/replicate.sh (test.json)
     left in a run directory, or an empty cell."""
-    for name, key, read in (("eval.json", "test_elbo", lambda r: r["test_elbo"]),
-                            ("test.json", "elbo.per_sequence", lambda r: r["elbo"]["per_sequence"])):
+    for name, key in (("eval.json", "test_elbo"), ("test.json", "elbo.per_sequence")):
         if (folder / name).is_file():
-            return read(read_scores(folder / name, (key,)))
+            return score_field(read_scores(folder / name, (key,)), key)
     return ""
 
 

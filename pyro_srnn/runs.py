@@ -81,7 +81,7 @@ class RunDir:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line, parse_constant=_non_finite)
+                row = json.loads(line)  # NaN and Infinity (a diverged epoch) read as floats
             except ValueError:
                 if number == len(lines):  # after the last newline: a line the crash cut
                     break
@@ -123,10 +123,6 @@ METRIC_KEYS = ("epoch", "train_elbo", "train_reconstruction", "train_kl", "kl_te
                "frames_per_second")
 
 
-def _non_finite(constant: str) -> float:
-    return float(constant)  # NaN and Infinity, which json.dumps writes for a diverged epoch
-
-
 def _metrics_problem(row, previous_epoch: int) -> str | None:
     if not isinstance(row, dict):
         return f"expected an epoch's record (a JSON object), found {type(row).__name__}"
@@ -142,19 +138,26 @@ def _metrics_problem(row, previous_epoch: int) -> str | None:
     return None
 
 
-def read_scores(path, keys) -> dict:
+def score_field(scores: dict, key: str):
+    """The value at a dotted path of a scores file ("elbo.per_sequence"), or None where it is missing."""
+    for part in key.split("."):
+        scores = scores.get(part) if isinstance(scores, dict) else None
+    return scores
+
+
+def read_scores(path, keys, optional=()) -> dict:
     """A scores file a run directory holds (test.json of srnn evaluate, eval.json of a sweep trial): a JSON
-    object whose ``keys`` (paths such as "elbo.per_sequence") are numbers; refused with the file and the
-    field otherwise."""
+    object whose ``keys`` (paths such as "elbo.per_sequence") are numbers, as are the ``optional`` ones where
+    their first part is present ("iwae.k" when the file has "iwae"); refused with the file and the field
+    otherwise."""
     path = Path(path)
     try:
-        scores = json.loads(reading(path).read_text(), parse_constant=_non_finite)
+        scores = json.loads(reading(path).read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise SRNNError(f"{path}: not a scores file ({exc.__class__.__name__})") from None
-    for key in keys:
-        value = scores
-        for part in key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
+    present = [k for k in optional if isinstance(scores, dict) and k.split(".")[0] in scores]
+    for key in (*keys, *present):
+        value = score_field(scores, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SRNNError(f"{path}: field {key} is {value!r}, not a number")
     return scores

@@ -33,10 +33,10 @@ class Controls:
             raise SRNNError("sampling controls: " + "; ".join(problems))
 
 
-def check_steps(steps: int, what: str = "steps"):
+def check_steps(steps: int):
     """A sampled piece is at most MAX_SAMPLE_FRAMES frames, as long as the longest piece the reader takes."""
     if not 1 <= steps <= MAX_SAMPLE_FRAMES:
-        raise SRNNError(f"{what} must be 1..{MAX_SAMPLE_FRAMES} frames, not {steps}")
+        raise SRNNError(f"steps must be 1..{MAX_SAMPLE_FRAMES} frames, not {steps}")
 
 
 def sample_rolls(srnn: SRNN, steps: int, n: int = 1, prime: np.ndarray | None = None, seed: int = 0,

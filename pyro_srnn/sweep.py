@@ -214,10 +214,8 @@ def sqlite_file(url: str) -> Path | None:
     refused, as is a URL that names no file."""
     if not url.startswith("sqlite:"):
         return None
-    path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
-    path = path.split("?", 1)[0]
-    if not path or ":memory:" in path or path.startswith("file:") or "mode=memory" in url \
-            or not url.startswith("sqlite:///"):
+    path = url[len("sqlite:///"):].split("?", 1)[0] if url.startswith("sqlite:///") else ""
+    if not path or ":memory:" in path or path.startswith("file:") or "mode=memory" in url:
         raise SRNNError(f"--storage {url}: an in-memory SQLite database is private to one process, and the sweep's "
                         "workers are separate processes; name a file (sqlite:///path/study.db) or leave --storage out")
     return Path(path)

@@ -112,7 +112,7 @@ def load_checkpoint(path) -> dict:
 
 
 def _checkpoint_problem(ckpt: dict) -> str | None:
-    from data_prep.midi import grid_from_attrs
+    from data_prep.midi import grid_from_attrs, writable_tempo
 
     for key, kind in (("config", dict), ("model", dict), ("grid", dict)):
         if not isinstance(ckpt.get(key), kind):
@@ -126,9 +126,8 @@ def _checkpoint_problem(ckpt: dict) -> str | None:
     except (TypeError, ValueError) as exc:
         return f"grid: {exc}"
     tempo = ckpt.get("tempo_bpm")
-    if tempo is not None and (isinstance(tempo, bool) or not isinstance(tempo, (int, float))
-                              or not 0 < tempo < 1e6):
-        return f"tempo_bpm is {tempo!r}, not a tempo"
+    if tempo is not None and not writable_tempo(tempo):
+        return f"tempo_bpm is {tempo!r}, not a tempo a MIDI file can state"
     with torch.device("meta"):  # the shapes the configuration asks for, without allocating them
         expected = {k: v.shape for k, v in SRNN(config).state_dict().items()}
     tensors = ckpt["model"]

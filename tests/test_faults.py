@@ -884,7 +884,8 @@ def test_r2_9_a_config_json_with_a_wrong_type_is_one_line(trained, tmp_path):
 
 @pytest.mark.parametrize("attr, value, words", [("frame_step", float("inf"), "frame grid"),
                                                  ("tempo_bpm", -120.0, "tempo_bpm"),
-                                                 ("tempo_bpm", float("nan"), "tempo_bpm")])
+                                                 ("tempo_bpm", float("nan"), "tempo_bpm"),
+                                                 ("tempo_bpm", 1.0, "tempo_bpm")])  # no MIDI file can state it
 def test_r2_9_an_hdf5_with_impossible_timing_is_refused_on_open(tmp_path, attr, value, words):
     path = toy_file(tmp_path / "bad.h5")
     with h5py.File(path, "a") as f:
