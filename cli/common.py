@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -11,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
+from data_prep.limits import VARIANTS, output_name
 from pyro_srnn.config import MAX_SAMPLE_FRAMES, SAMPLING_BURN_IN, SAMPLING_LIMITS, SRNNConfig
 
 DEFAULT = SRNNConfig()  # the paper's hyperparameters: the one source of every default below
@@ -112,9 +115,13 @@ class RateColumn(ProgressColumn):
 
     @staticmethod
     def rate(task) -> float:
-        """Completed over elapsed. rich's own speed is an estimate from the updates of a recent window, which
+        """Completed over elapsed, or from a task's ``rate_since`` field on. rich's own speed is an estimate from the updates of a recent window, which
         leaves out the first update's items and so misreads a task of a few uneven updates (a validation of
         length-sorted batches)."""
+        if "rate_since" in task.fields:  # (completed, time): count from there, past one-time start-up costs
+            done, since = task.fields["rate_since"]
+            seconds = (task.stop_time or task.get_time()) - since
+            return (task.completed - done) / seconds if seconds > 0 else 0.0
         return task.completed / task.elapsed if task.elapsed else 0.0
 
     def render(self, task):
@@ -155,3 +162,54 @@ def sampling_options(fn):
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def data_options(default_dataset: str | None = "piano"):
+    """--dataset, --variant and --data: a prepared file by name (data/<dataset>.h5 for the Boulanger rolls,
+    data/<dataset>-srnn.h5 for the SRNN variant, as srnn prep names them) or by path."""
+    def decorate(fn):
+        options = [
+            click.option("--dataset", default=default_dataset, show_default=default_dataset is not None,
+                         help="Reads data/<dataset>.h5, or with --variant srnn data/<dataset>-srnn.h5 (see srnn prep)."),
+            click.option("--variant", type=click.Choice(VARIANTS), default="boulanger", show_default=True,
+                         help="Which preparation of --dataset to read."),
+            click.option("--data", "data_file", type=click.Path(),
+                         help="A prepared HDF5 file (instead of --dataset)" +
+                              (";" if default_dataset else " default: the one the run trained on.")),
+        ]
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return decorate
+
+
+def chosen_data_file(ctx, dataset: str | None, variant: str, data_file: str | None) -> str | None:
+    """The file data_options name: --data as given, or --dataset's file in --variant (None: neither given
+    where --dataset has no default)."""
+    def given(name):
+        return ctx.get_parameter_source(name).name == "COMMANDLINE"
+
+    if data_file is not None:
+        if given("dataset") or given("variant"):
+            raise UserError("--data names the file itself: give --dataset (and --variant) or --data, not both")
+        return data_file
+    if dataset is None:
+        if given("variant"):
+            raise UserError("--variant applies to --dataset")
+        return None
+    return os.path.join("data", output_name(dataset, variant))
+
+
+def prep_command_for(dataset: str, variant: str = "boulanger") -> str:
+    """The `srnn prep` command that makes the named dataset's file in that variant."""
+    if dataset not in DATASETS:
+        return f"srnn prep --midi FOLDER --name {dataset}"
+    return f"srnn prep --dataset {dataset}" + (f" --variant {variant}" if variant != "boulanger" else "")
+
+
+def existing_data_file(path, dataset: str | None, variant: str = "boulanger") -> str:
+    """``path`` if it exists; otherwise a one-line error naming the prep command that makes it."""
+    if not Path(path).exists():
+        how = f"; prepare it with `{prep_command_for(dataset, variant)}`" if dataset else ""
+        raise UserError(f"{path}: no such data file{how}")
+    return str(path)

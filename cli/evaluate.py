@@ -7,8 +7,8 @@ import click
 
 from pyro_srnn.config import FIRST_INPUTS, MAX_MUSIC_PIECES, MAX_PARTICLES, MAX_SAMPLE_FRAMES, MAX_SEED
 
-from .common import BarReporter, UserError, console, friendly_errors, numbers_table, out, progress_bar, \
-    refuse_inapplicable, sampling_options, styled
+from .common import BarReporter, UserError, chosen_data_file, console, data_options, existing_data_file, \
+    friendly_errors, numbers_table, out, progress_bar, refuse_inapplicable, sampling_options, styled
 
 SCORING_ONLY = {"iwae": "--iwae", "samples": "--samples", "kl_form": "--elbo", "first_input": "--first-input",
                 "active_units": "--active-units"}
@@ -25,7 +25,7 @@ MUSIC_ONLY = {"count": "--n", "steps": "--steps", "temperature": "--temperature"
               help="Average the ELBO over S draws.")
 @click.option("--elbo", "kl_form", type=click.Choice(["analytic", "trace"]), default="analytic", show_default=True,
               help="KL term: analytic per step (the paper) or sampled.")
-@click.option("--data", "data_file", type=click.Path(), help="Data file (default: the one the run trained on).")
+@data_options(default_dataset=None)
 @click.option("--midi", type=click.Path(), help="Score these MIDI pieces instead (a file or a folder), read as the "
               "run's data was read (frame grid, rule, transposition); prints each piece's ELBO per frame.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -44,7 +44,7 @@ MUSIC_ONLY = {"count": "--n", "steps": "--steps", "temperature": "--temperature"
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 @friendly_errors
-def evaluate(ctx, target, split, iwae, samples, kl_form, data_file, midi, device, seed, first_input, music, count, steps,
+def evaluate(ctx, target, split, iwae, samples, kl_form, dataset, variant, data_file, midi, device, seed, first_input, music, count, steps,
              temperature, z_scale, burn_in, active_units, as_json):
     """ELBO (and IWAE bound) per frame of the full sequences of a split or of MIDI pieces (--midi), or sample
     statistics against the data (--music), for TARGET: a run directory or checkpoint (default: the most
@@ -61,6 +61,9 @@ def evaluate(ctx, target, split, iwae, samples, kl_form, data_file, midi, device
         refuse_inapplicable(ctx, SCORING_ONLY, "to --music, which samples instead of scoring")
     else:
         refuse_inapplicable(ctx, MUSIC_ONLY, "without --music (they set how --music samples)")
+    data_file = chosen_data_file(ctx, dataset, variant, data_file)  # None: the data the run trained on
+    if dataset is not None:
+        existing_data_file(data_file, dataset, variant)
     run = load_run(target, device, data_file)  # the data checked against the run's fingerprint
     checkpoint, srnn, data = run.checkpoint, run.srnn, run.data
     dev = next(srnn.parameters()).device

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from data_prep.limits import MAX_FRAMES, RULES
+from data_prep.limits import MAX_FRAMES, RULES, VARIANTS
 
 from .common import DATASETS, BarReporter, UserError, console, friendly_errors, numbers_table, out, progress_bar, \
     styled
@@ -16,7 +16,7 @@ from .info import print_summary
 @click.command()
 @click.option("--dataset", type=click.Choice(DATASETS), help="A benchmark, the music21 Bach chorales, or "
               "the four benchmarks merged.")
-@click.option("--variant", type=click.Choice(["boulanger", "srnn"]), default="boulanger", show_default=True,
+@click.option("--variant", type=click.Choice(VARIANTS), default="boulanger", show_default=True,
               help="boulanger: beat frames transposed to C (most papers); srnn: 0.3 s frames (the SRNN paper).")
 @click.option("--source", type=click.Path(), help="Source file or folder (pickle, .mat, npz, zip or MIDI folder).")
 @click.option("--midi", "midi_dir", type=click.Path(), help="Prepare any folder of MIDI files instead.")

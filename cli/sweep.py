@@ -9,12 +9,12 @@ from pathlib import Path
 
 import click
 
-from .common import UserError, console, friendly_errors, out, progress_bar, styled
+from .common import UserError, chosen_data_file, console, data_options, existing_data_file, friendly_errors, out, \
+    progress_bar, styled
 
 
 @click.command()
-@click.option("--dataset", default="piano", show_default=True, help="Reads data/<dataset>.h5.")
-@click.option("--data", "data_file", type=click.Path(), help="A prepared HDF5 file (overrides --dataset).")
+@data_options("piano")
 @click.option("--grid", help='Every combination of values, e.g. "a=30,300 d=30,300 z=10,100 seq-len=50,100"; keys '
               "are configuration fields with dashes (Optuna's grid sampler).")
 @click.option("--search", help='Ranges to search, e.g. "lr=1e-4..3e-3:log z=4..128 hidden=250,500" (LOW..HIGH, :log '
@@ -32,8 +32,9 @@ from .common import UserError, console, friendly_errors, out, progress_bar, styl
 @click.option("--out", "out_dir", type=click.Path(), help="Sweep folder for the run directories and results "
               "(default: sweeps/<data file name>/).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.pass_context
 @friendly_errors
-def sweep(dataset, data_file, grid, search, trials, epochs, jobs, prune, storage, study_name, out_dir, device):
+def sweep(ctx, dataset, variant, data_file, grid, search, trials, epochs, jobs, prune, storage, study_name, out_dir, device):
     """Train a grid (--grid) or a search (--search) as one Optuna study, every trial an ordinary run directory,
     then write results.md and results.csv (validation and test ELBO per frame, state and parameters per
     trial, best first). Rerunning the same command continues the study: finished trials are kept and
@@ -57,9 +58,9 @@ def sweep(dataset, data_file, grid, search, trials, epochs, jobs, prune, storage
         sqlite_file(storage)  # an in-memory database is refused before anything is made
     check_fits(configs, f"--jobs {jobs} with the sweep's largest configuration", processes=jobs,
                device=resolve_device(device))
-    data_file = data_file or os.path.join("data", f"{dataset}.h5")
-    if not Path(data_file).exists():
-        raise UserError(f"{data_file}: no such data file; prepare it with `srnn prep --dataset {dataset}`")
+    named = ctx.get_parameter_source("data_file").name != "COMMANDLINE"
+    data_file = existing_data_file(chosen_data_file(ctx, dataset, variant, data_file), dataset if named else None,
+                                   variant)
     out_dir = Path(out_dir or os.path.join("sweeps", Path(data_file).stem))
     spec = Sweep(data_file=str(data_file), out_dir=str(out_dir), epochs=epochs, grid=grid, search=search,
                  trials=trials, prune=prune, storage=storage, study_name=study_name,

@@ -10,13 +10,12 @@ from rich.progress import TextColumn
 
 from pyro_srnn.config import EMISSIONS, SRNNConfig, parse_augment
 
-from .common import DATASETS, DEFAULT, UserError, console, friendly_errors, numbers_table, out, progress_bar, \
-    styled
+from .common import DEFAULT, UserError, chosen_data_file, console, data_options, friendly_errors, numbers_table, out, \
+    prep_command_for, progress_bar, styled
 
 
 @click.command()
-@click.option("--dataset", default="piano", show_default=True, help="Reads data/<dataset>.h5 (see srnn prep).")
-@click.option("--data", "data_file", type=click.Path(), help="A prepared HDF5 file (overrides --dataset).")
+@data_options("piano")
 @click.option("--z", type=click.IntRange(min=0), default=DEFAULT.z, show_default=True,
               help="Latent size z (0: the RNN).")
 @click.option("--d", type=click.IntRange(min=1), default=DEFAULT.d, show_default=True, help="Forward GRU size d.")
@@ -28,6 +27,10 @@ from .common import DATASETS, DEFAULT, UserError, console, friendly_errors, numb
                    "first, whose biases come from the emission MLP (RNN-NADE's; with --z 0, RNN-NADE itself).")
 @click.option("--nade-hidden", type=click.IntRange(min=1), default=DEFAULT.nade_hidden, show_default=True,
               help="--emission nade: the NADE's hidden units H.")
+@click.option("--nade-pretrain", type=click.IntRange(min=0), default=DEFAULT.nade_pretrain, show_default=True,
+              help="--emission nade: updates of the NADE alone on training frames before training (0: none).")
+@click.option("--nade-pretrain-lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULT.nade_pretrain_lr,
+              show_default=True, help="--emission nade: the pretraining's Adam step size.")
 @click.option("--seq-len", type=click.IntRange(min=1), default=DEFAULT.seq_len, show_default=True,
               help="Truncated back-propagation length.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT.batch_size, show_default=True,
@@ -71,7 +74,7 @@ from .common import DATASETS, DEFAULT, UserError, console, friendly_errors, numb
               "into RUN_DIR/tensorboard/ (needs: pip install pyro-srnn[tensorboard]).")
 @click.pass_context
 @friendly_errors
-def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, capture, **options):
+def train(ctx, dataset, variant, data_file, device, run_dir, resume, nproc, tensorboard, capture, **options):
     """Train an SRNN with the paper's recipe; live progress, metrics.jsonl, last.pt and best.pt."""
     import time
 
@@ -83,15 +86,16 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, 
     if resume and run_dir is None:
         run_dir = str(latest_run())
     saved = RunDir(run_dir).record() if resume else None  # config.json, or the record last.pt carries
+    named = chosen_data_file(ctx, dataset, variant, data_file)
     if saved:
         given = {k: v for k, v in options.items() if ctx.get_parameter_source(k).name == "COMMANDLINE"}
         config = RunDir(run_dir).resume_config(given)
-        data_file = data_file or data_location(saved, run_dir) or saved.get("data")
+        data_file = data_file or data_location(saved, run_dir) or saved.get("data") or named
     else:
         config = SRNNConfig(**options)
-    data_file = data_file or os.path.join("data", f"{dataset}.h5")
+        data_file = named
     if not Path(data_file).exists():
-        raise UserError(f"{data_file}: no such data file; prepare it with `{prep_command(saved, dataset)}`")
+        raise UserError(f"{data_file}: no such data file; prepare it with `{prep_command(saved, dataset, variant)}`")
     if tensorboard:
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -125,9 +129,13 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, 
     def epoch_start(epoch, n_batches):
         frames = trainer.streams.shape[1] * trainer.streams.shape[0]
         state["task"] = progress.add_task(f"epoch {epoch + 1}/{trainer.config.epochs}", total=frames, status="")
+        state["first_step"] = True
 
     def step(frames, m):
-        progress.update(state["task"], advance=frames,
+        since = {}
+        if state.pop("first_step", False):  # the rate leaves out the first update and its one-time start-up
+            since = {"rate_since": (frames, progress.get_time())}
+        progress.update(state["task"], advance=frames, **since,
                         status=f"ELBO {m['elbo']:.3f}  KL {m['kl']:.3f}  T {m['temperature']:.2f}")
 
     def validation_start(frames):
@@ -135,6 +143,12 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, 
 
     def validation_step(frames):
         progress.advance(state["valid"], frames)
+
+    def pretrain_start(updates):
+        state["pretrain"] = progress.add_task("NADE pretraining", total=updates, status="")
+
+    def pretrain_step(log_likelihood):
+        progress.update(state["pretrain"], advance=1, status=f"log-likelihood {log_likelihood:.3f} per frame")
 
     def epoch_end(m):
         if writer is not None:  # the same numbers as metrics.jsonl, under their own names
@@ -147,7 +161,8 @@ def train(ctx, dataset, data_file, device, run_dir, resume, nproc, tensorboard, 
                                f"  lr {m['lr']:.2e}  {m['frames_per_second']:.0f} frames/s{valid}")
 
     trainer = Trainer(config, data, run_dir, device,
-                      Hooks(epoch_start, step, epoch_end, validation_start, validation_step), capture=capture)
+                      Hooks(epoch_start, step, epoch_end, validation_start, validation_step, pretrain_start,
+                            pretrain_step), capture=capture)
     if trainer.capture_problem:
         console.print(styled(("--capture", "yellow"), f": {trainer.capture_problem}; the step runs eagerly"))
     trainer.start(resume=resume)
@@ -175,13 +190,12 @@ def _augment(value):
         raise click.BadParameter(str(exc).partition(": ")[2] or str(exc)) from None
 
 
-def prep_command(record: dict | None, dataset: str) -> str:
+def prep_command(record: dict | None, dataset: str, variant: str) -> str:
     """The `srnn prep` command that makes a run's data again (from its record), or the named dataset's."""
-    fingerprint = (record or {}).get("data_fingerprint") or {}
-    name = (record or {}).get("dataset") or dataset
-    if name not in DATASETS:
-        return f"srnn prep --midi FOLDER --name {name}"
-    return f"srnn prep --dataset {name}" + (" --variant srnn" if fingerprint.get("variant") == "srnn" else "")
+    if not record:
+        return prep_command_for(dataset, variant)
+    fingerprint = record.get("data_fingerprint") or {}
+    return prep_command_for(record.get("dataset") or dataset, fingerprint.get("variant") or "boulanger")
 
 
 def _without_option(argv, name):

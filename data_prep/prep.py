@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .limits import VARIANTS, output_name
 from .h5 import SPLITS, Split, write_dataset
 from .midi import LOWEST_KEY, MAX_FRAMES, N_KEYS, SCORE_PHASE, SRNN_GRID, Grid, MidiError, NoteCounts, beat_grid, \
     frame_grid, notes_to_roll, read_midi_roll, transposition_to_c
 from .sources import BENCHMARKS, SourceError, detect_format, find_source, midi_files, open_midi_source, \
     read_mat, read_pickle, read_srnn_npz, sha256_of
 
-VARIANTS = ("boulanger", "srnn")
 NOTTINGHAM_INDEX = "Nottingham_midi_index.tsv"
 
 
@@ -77,10 +77,6 @@ class Prepared:
         if self.all_test:
             attrs["splits"] = "all-test"
         write_dataset(path, self.splits, attrs, force=force)
-
-
-def output_name(dataset: str, variant: str) -> str:
-    return f"{dataset}.h5" if variant == "boulanger" else f"{dataset}-{variant}.h5"
 
 
 def _limited(seqs, names, first_inputs=None, limit=None):

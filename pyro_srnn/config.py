@@ -43,6 +43,8 @@ class SRNNConfig:
     hidden: int = 500  # every MLP's hidden width, and the embedding width
     emission: str = "bernoulli"  # p(x_t | .): "bernoulli" (88 independent keys, the paper) or "nade" (RNN-NADE's)
     nade_hidden: int = 150  # the NADE's hidden units H (Boulanger-Lewandowski et al. 2012)
+    nade_pretrain: int = 2000  # updates of the NADE alone on training frames before training (0: none)
+    nade_pretrain_lr: float = 1e-2  # ... at this Adam step size, 256 frames per update
     filtering: bool = False  # a_t from an MLP of [d_t, e(x_t)] instead of the backward GRU
     residual: bool = True  # posterior mean = prior mean + MLP output
     variance_floor: float = 1e-6  # variance = exp(lv) + floor
@@ -95,6 +97,10 @@ class SRNNConfig:
                 problems.append(f"{key} must be at most {high}, not {getattr(self, key)}")
         if self.updates < 0:
             problems.append("updates must be 0 (epochs decide) or positive")
+        if not 0 <= self.nade_pretrain <= MAX_UPDATES:
+            problems.append(f"nade_pretrain must be 0 (none) up to {MAX_UPDATES} updates, not {self.nade_pretrain}")
+        if not (math.isfinite(self.nade_pretrain_lr) and 0 < self.nade_pretrain_lr <= 10):
+            problems.append(f"nade_pretrain_lr must be a positive number up to 10, not {self.nade_pretrain_lr!r}")
         if not (math.isfinite(self.lr) and 0 < self.lr <= 10):
             problems.append(f"lr must be a positive number up to 10, not {self.lr!r}")
         if not 0 <= self.weight_decay < 1e3:
@@ -196,7 +202,10 @@ class SRNNConfig:
             from .errors import SRNNError
 
             raise SRNNError(f"invalid configuration: expected a mapping of fields, not {type(values).__name__}")
-        return cls(**{k: v for k, v in values.items() if k in known})
+        values = {k: v for k, v in values.items() if k in known}
+        if values.get("emission") == "nade" and "nade_pretrain" not in values:
+            values["nade_pretrain"] = 0  # recorded before pretraining existed: trained without it
+        return cls(**values)
 
 
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text",

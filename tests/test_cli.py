@@ -51,6 +51,22 @@ def test_the_rate_column_shows_the_rate_of_a_task_finished_in_one_update():
     assert RateColumn("frames").render(progress.tasks[0]).plain.strip() == "2362.5 frames/s"
 
 
+def test_the_rate_column_leaves_out_what_came_before_rate_since():
+    from rich.progress import Progress
+
+    from cli.common import RateColumn
+
+    now = [0.0]
+    progress = Progress(RateColumn("frames"), get_time=lambda: now[0])
+    task = progress.add_task("epoch 1", total=1000)
+    now[0] = 17.0  # a first update slowed by start-up: 100 frames in 17 s
+    progress.update(task, advance=100, rate_since=(100, now[0]))
+    now[0] = 18.0
+    progress.advance(task, 900)  # then 900 frames in 1 s
+    assert RateColumn("frames").rate(progress.tasks[0]) == pytest.approx(900.0)
+    assert progress.tasks[0].completed == 1000
+
+
 def test_the_rate_column_shows_items_over_elapsed_time_for_uneven_updates():
     from rich.progress import Progress
 

@@ -49,6 +49,18 @@ def test_the_nade_sums_to_one_over_all_states_and_each_is_the_product_of_its_con
         assert log_p[i].item() == pytest.approx(_by_hand(nade, states[i]), abs=1e-10)
 
 
+def test_the_nade_gives_the_same_logits_where_it_cannot_count_sounding_keys(monkeypatch):
+    nade = _nade(batch=(2,))
+    x = _all_states()[[5, 1000, 1023, 0, 77, 512]].reshape(3, 2, K)  # broadcast over a leading dimension
+    counted = nade.logits(x)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)  # as in a CUDA graph's capture
+    torch.testing.assert_close(nade.logits(x), counted, rtol=1e-12, atol=1e-12)
+    for i, j in itertools.product(range(3), range(2)):
+        one = NADE(nade.b[j], nade.c[j], nade.W, nade.V)
+        assert one.log_prob(x[i, j]).item() == pytest.approx(_by_hand(one, x[i, j]), abs=1e-10)
+
+
 def test_with_w_zero_the_nade_is_independent_bernoullis_with_its_visible_biases():
     nade = _nade(zero_w=True, batch=(3,))
     x = (torch.rand(3, K, generator=torch.Generator().manual_seed(2)) < 0.5).double()
@@ -133,6 +145,24 @@ def test_the_rnn_loss_is_the_exact_log_likelihood_computed_by_hand(emission):
     scores = score_sequences(rnn, sequences, iwae=4)
     np.testing.assert_allclose(scores.elbo, expected, rtol=1e-5)
     np.testing.assert_allclose(scores.iwae, expected, rtol=1e-5)  # the bound of an exact likelihood is itself
+
+
+def test_pretraining_fits_the_nade_to_frames_and_starts_the_emission_there():
+    from pyro_srnn.model import Emission
+    from pyro_srnn.train import pretrain_nade
+
+    torch.manual_seed(0)
+    chords = torch.zeros(2, 88)
+    chords[0, [40, 44, 47]] = chords[1, [41, 45, 48]] = 1  # two chords, equally likely: entropy log 2
+    frames = chords[torch.arange(400) % 2]
+    emission = Emission(d_dim=2, z_dim=0, hidden=4, x_dim=88, kind="nade", nade_hidden=8)
+    fitted = pretrain_nade(emission, frames, updates=300, lr=3e-2, seed=0)
+    with torch.no_grad():
+        emission.out.weight.zero_()  # the emission is then its output bias alone: the fitted b and c
+        log_likelihood = emission.distribution(torch.zeros(2, 2), torch.zeros(2, 0)).log_prob(chords)
+    assert log_likelihood.mean().item() == pytest.approx(fitted, abs=0.1)
+    # independent keys put at most 2 / 64 of the mass on the two chords; the NADE knows which keys sound together
+    assert log_likelihood.exp().sum().item() > 0.85
 
 
 def test_a_checkpoint_config_from_before_emissions_loads_as_bernoulli(tiny_run):

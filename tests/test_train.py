@@ -1,4 +1,5 @@
 """The training recipe: TBPTT chunks and carried states, schedules, learning, exact resume, bad input."""
+import dataclasses
 import json
 import math
 
@@ -110,8 +111,10 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("model", [{}, {"emission": "nade", "nade_hidden": 5}, {"z": 0, "emission": "nade",
-                                                                               "nade_hidden": 5}])
+NADE_RUN = {"emission": "nade", "nade_hidden": 5, "nade_pretrain": 12}
+
+
+@pytest.mark.parametrize("model", [{}, NADE_RUN, {"z": 0, **NADE_RUN}])
 def test_resume_after_interruption_matches_uninterrupted_run(bach_file, tmp_path, model):
     data = PianoRollFile(bach_file)
     config = tiny_config(epochs=3, augment_transpose=3, **model)
@@ -140,6 +143,31 @@ def test_resume_after_interruption_matches_uninterrupted_run(bach_file, tmp_path
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
 
 
+def test_a_run_killed_while_pretraining_its_nade_pretrains_again_the_same_way(bach_file, tmp_path):
+    data = PianoRollFile(bach_file)
+    config = tiny_config(epochs=1, **NADE_RUN)
+    full = Trainer(config, data, tmp_path / "full")
+    full.start()
+    full.fit()
+
+    def crash(log_likelihood):
+        raise Interrupt
+
+    broken = Trainer(config, data, tmp_path / "cut", hooks=Hooks(pretrain_step=crash))
+    broken.start()
+    with pytest.raises(Interrupt):
+        broken.fit()
+    resumed = Trainer(config, data, tmp_path / "cut")
+    resumed.start(resume=True)
+    resumed.fit()
+    for (name, a), b in zip(full.srnn.state_dict().items(), resumed.srnn.state_dict().values()):
+        assert torch.equal(a, b), name
+    plain = Trainer(dataclasses.replace(config, nade_pretrain=0), data, tmp_path / "plain")
+    plain.start()
+    plain.fit()
+    assert not torch.equal(plain.srnn.emission.W, full.srnn.emission.W)  # the pretraining did act
+
+
 def _cli(args, cwd):
     runner = CliRunner()
     with runner.isolated_filesystem(temp_dir=cwd):
@@ -161,6 +189,30 @@ def test_bad_input_gives_one_line_errors(bach_file, tmp_path):
         assert result.exit_code != 0, args
         assert message in result.output, (args, result.output)
         assert "Traceback" not in result.output
+
+
+def test_a_dataset_is_read_in_the_variant_named(bach_file, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    tiny = ["--d", "6", "--a", "5", "--z", "3", "--hidden", "8", "--epochs", "1", "--seq-len", "20",
+            "--batch-size", "4"]
+    missing = runner.invoke(srnn_cli, ["train", "--dataset", "jsb", "--variant", "srnn", *tiny])
+    assert missing.exit_code == 1
+    assert "data/jsb-srnn.h5: no such data file; prepare it with `srnn prep --dataset jsb --variant srnn`" \
+        in missing.output
+    (tmp_path / "data").mkdir()
+    shutil.copy(bach_file, tmp_path / "data" / "jsb-srnn.h5")  # only the srnn variant exists
+    assert "prepare it with `srnn prep --dataset jsb`" in runner.invoke(srnn_cli, ["train", "--dataset", "jsb",
+                                                                                     *tiny]).output
+    trained = runner.invoke(srnn_cli, ["train", "--dataset", "jsb", "--variant", "srnn", *tiny, "--run-dir", "run"])
+    assert trained.exit_code == 0, trained.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"] == str(tmp_path / "data" / "jsb-srnn.h5")
+    scored = runner.invoke(srnn_cli, ["evaluate", "run", "--dataset", "jsb", "--variant", "srnn", "--json"])
+    assert scored.exit_code == 0, scored.output
+    both = runner.invoke(srnn_cli, ["evaluate", "run", "--dataset", "jsb", "--data", "data/jsb-srnn.h5"])
+    assert both.exit_code == 1 and "not both" in both.output
 
 
 def test_resume_with_another_configuration_is_refused(bach_file, tmp_path):
