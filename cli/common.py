@@ -138,8 +138,7 @@ def progress_bar(unit="files", *extra_columns) -> Progress:
 def refuse_inapplicable(ctx, options: dict, why: str):
     """Refuse options given on the command line that the chosen mode does not use. ``options`` maps parameter
     names to how they are spelt (``{"iwae": "--iwae"}``); ``why`` ends the sentence."""
-    given = [spelling for name, spelling in options.items()
-             if ctx.get_parameter_source(name) is not None and ctx.get_parameter_source(name).name == "COMMANDLINE"]
+    given = [spelling for name, spelling in options.items() if given_on_command_line(ctx, name)]
     if given:
         raise UserError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply {why}")
 
@@ -183,11 +182,16 @@ def data_options(default_dataset: str | None = "piano"):
     return decorate
 
 
+def given_on_command_line(ctx, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
 def chosen_data_file(ctx, dataset: str | None, variant: str, data_file: str | None) -> str | None:
     """The file data_options name: --data as given, or --dataset's file in --variant (None: neither given
     where --dataset has no default)."""
     def given(name):
-        return ctx.get_parameter_source(name).name == "COMMANDLINE"
+        return given_on_command_line(ctx, name)
 
     if data_file is not None:
         if given("dataset") or given("variant"):

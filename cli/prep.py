@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from data_prep.limits import MAX_FRAMES, RULES, VARIANTS
+from data_prep.limits import MAX_FRAMES, RULES, VARIANTS, output_name
 
 from .common import DATASETS, BarReporter, UserError, console, friendly_errors, numbers_table, out, progress_bar, \
     styled
@@ -47,7 +47,7 @@ def prep(ctx, dataset, variant, source, midi_dir, name, frame, frame_rule, drums
          limit, max_frames, out_dir, force):
     """Prepare a dataset as an HDF5 file of piano rolls (OUT/<dataset>.h5, or OUT/<dataset>-srnn.h5)."""
     from data_prep.files import check_output
-    from data_prep.prep import output_name, prepare_bach, prepare_benchmark, prepare_merged, prepare_midi_folder
+    from data_prep.prep import prepare_bach, prepare_benchmark, prepare_merged, prepare_midi_folder
 
     if (dataset is None) == (midi_dir is None):
         raise UserError("give exactly one of --dataset or --midi")

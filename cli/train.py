@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 from rich.progress import TextColumn
 
+from data_prep.limits import output_name
 from pyro_srnn.config import EMISSIONS, SRNNConfig, parse_augment
 
-from .common import DEFAULT, UserError, chosen_data_file, console, data_options, friendly_errors, numbers_table, out, \
-    prep_command_for, progress_bar, styled
+from .common import DEFAULT, UserError, chosen_data_file, console, data_options, friendly_errors, \
+    given_on_command_line, numbers_table, out, prep_command_for, progress_bar, styled
 
 
 @click.command()
@@ -67,6 +68,9 @@ from .common import DEFAULT, UserError, chosen_data_file, console, data_options,
 @click.option("--seed", type=int, default=DEFAULT.seed, show_default=True)
 @click.option("--run-dir", type=click.Path(), help="Default: runs/<dataset>-<date-time>/.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir (or the latest run) from last.pt.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Train again what a run recorded (its config.json, e.g. docs/runs/NAME/config.json): its "
+                   "configuration, on its dataset and variant; options given beside it change those fields.")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data-parallel processes on this machine, launched by PyTorch's elastic launcher "
                    "(gloo on CPU, nccl on GPUs); the streams of a batch are split between them.")
@@ -74,12 +78,13 @@ from .common import DEFAULT, UserError, chosen_data_file, console, data_options,
               "into RUN_DIR/tensorboard/ (needs: pip install pyro-srnn[tensorboard]).")
 @click.pass_context
 @friendly_errors
-def train(ctx, dataset, variant, data_file, device, run_dir, resume, nproc, tensorboard, capture, **options):
+def train(ctx, dataset, variant, data_file, device, run_dir, resume, config_file, nproc, tensorboard, capture,
+          **options):
     """Train an SRNN with the paper's recipe; live progress, metrics.jsonl, last.pt and best.pt."""
     import time
 
     from data_prep.h5 import PianoRollFile
-    from pyro_srnn.runs import RunDir, data_location, latest_run
+    from pyro_srnn.runs import RunDir, data_location, latest_run, read_record
     from pyro_srnn.train import Hooks, Trainer
 
     # every remaining option is named as the SRNNConfig field it sets
@@ -87,8 +92,15 @@ def train(ctx, dataset, variant, data_file, device, run_dir, resume, nproc, tens
         run_dir = str(latest_run())
     saved = RunDir(run_dir).record() if resume else None  # config.json, or the record last.pt carries
     named = chosen_data_file(ctx, dataset, variant, data_file)
-    if saved:
-        given = {k: v for k, v in options.items() if ctx.get_parameter_source(k).name == "COMMANDLINE"}
+    given = {k: v for k, v in options.items() if ctx.get_parameter_source(k).name == "COMMANDLINE"}
+    if config_file:
+        if resume:
+            raise UserError("--config starts a run from a recorded configuration and --resume continues one from "
+                            "its own record: give one of them")
+        recorded = read_record(config_file)
+        config = SRNNConfig.from_dict({**recorded["config"], **given})
+        data_file = named if data_file or given_on_command_line(ctx, "dataset") else recorded_data(recorded, config_file)
+    elif saved:
         config = RunDir(run_dir).resume_config(given)
         data_file = data_file or data_location(saved, run_dir) or saved.get("data") or named
     else:
@@ -188,6 +200,24 @@ def _augment(value):
         return parse_augment(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc).partition(": ")[2] or str(exc)) from None
+
+
+def recorded_data(record: dict, record_file) -> str:
+    """The prepared file of a recorded run's dataset and variant, refused unless it holds the very data the run
+    trained on (the fingerprint's checksum)."""
+    from data_prep.h5 import PianoRollFile
+
+    fingerprint = record.get("data_fingerprint") or {}
+    name, variant = record.get("dataset"), fingerprint.get("variant") or "boulanger"
+    if not name:
+        raise UserError(f"{record_file}: names no dataset; pass --data")
+    path = os.path.join("data", output_name(name, variant))
+    if not Path(path).exists():
+        raise UserError(f"{path}: no such data file; prepare it with `{prep_command_for(name, variant)}`")
+    if fingerprint.get("sha256") and PianoRollFile(path).fingerprint().get("sha256") != fingerprint["sha256"]:
+        raise UserError(f"{path}: not the data {record_file} was trained on (its checksum differs); prepare it "
+                        "again, or pass --data to train on this file anyway")
+    return path
 
 
 def prep_command(record: dict | None, dataset: str, variant: str) -> str:

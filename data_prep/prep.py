@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .limits import VARIANTS, output_name
+from .limits import VARIANTS
 from .h5 import SPLITS, Split, write_dataset
 from .midi import LOWEST_KEY, MAX_FRAMES, N_KEYS, SCORE_PHASE, SRNN_GRID, Grid, MidiError, NoteCounts, beat_grid, \
     frame_grid, notes_to_roll, read_midi_roll, transposition_to_c

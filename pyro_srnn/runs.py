@@ -18,6 +18,21 @@ from .errors import SRNNError
 RUNS_ROOT = Path("runs")
 
 
+def read_record(path) -> dict:
+    """A run's record from its own file (a config.json, such as docs/runs/NAME/config.json): the configuration
+    and the data a run trained on, to train that configuration again."""
+    path = Path(path)
+    try:
+        record = json.loads(reading(path).read_text())
+    except FileNotFoundError:
+        raise SRNNError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SRNNError(f"{path}: not a run record ({exc.__class__.__name__})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise SRNNError(f"{path}: not a run record: it holds no configuration")
+    return record
+
+
 class RunDir:
     CONFIG, METRICS, LAST, BEST, LOCK = "config.json", "metrics.jsonl", "last.pt", "best.pt", ".lock"
 

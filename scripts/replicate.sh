@@ -5,16 +5,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRNN=${SRNN:-.venv/bin/srnn}
+PYTHON=${PYTHON:-.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p runs  # a fresh clone has none: the logs go there
 
 run() {  # run NAME DATAFILE IWAE_K [train options...]
   local name=$1 data=$2 iwae=$3; shift 3
   "$SRNN" train --data "$data" --run-dir "runs/$name" --resume "$@" > "runs/$name.log" 2>&1 || { echo "FAILED $name"; return 1; }
+  record "$name" "$iwae" && echo "done $name"
+}
+
+record() {  # NAME IWAE_K: score runs/NAME on the test split (again whenever best.pt is newer than its scores), print
+            # the scores beside those docs/runs/NAME recorded, and record the run there: config, metrics and scores
+  local name=$1 iwae=$2 scores=runs/$1/test.json
+  if [ ! -s "$scores" ] || [ "runs/$name/best.pt" -nt "$scores" ]; then
+    "$SRNN" evaluate "runs/$name" --split test --iwae "$iwae" --json > "$scores.tmp" 2>/dev/null \
+      && mv "$scores.tmp" "$scores" || { echo "FAILED scoring $name"; return 1; }
+  fi
   mkdir -p "docs/runs/$name"
-  cp "runs/$name/config.json" "runs/$name/metrics.jsonl" "docs/runs/$name/"
-  evaluate_to "docs/runs/$name/test.json" "runs/$name" --split test --iwae "$iwae" 2>/dev/null
-  echo "done $name"
+  "$PYTHON" scripts/results.py compare "docs/runs/$name/test.json" "$scores"
+  cp "runs/$name/config.json" "runs/$name/metrics.jsonl" "$scores" "docs/runs/$name/"
 }
 
 run_on() {  # run_on NAME DATASET VARIANT [train options...]: run on the variant's data file (IWAE K = 100 on boulanger)
@@ -22,9 +32,11 @@ run_on() {  # run_on NAME DATASET VARIANT [train options...]: run on the variant
   if [ "$variant" = srnn ]; then run "$name" "data/$ds-srnn.h5" 0 "$@"; else run "$name" "data/$ds.h5" 100 "$@"; fi
 }
 
-evaluate_to() {  # OUT [srnn evaluate arguments...]: its --json output, written to OUT by rename, unless OUT exists
-  local out=$1; shift
-  [ -s "$out" ] && return 0
+evaluate_to() {  # OUT RUN_DIR [srnn evaluate options...]: its --json output, written to OUT by rename, unless OUT
+                 # exists and is newer than the run's best.pt (a retrained run is always scored again)
+  local out=$1
+  shift
+  [ -s "$out" ] && [ ! "$1/best.pt" -nt "$out" ] && return 0
   mkdir -p "$(dirname "$out")"
   "$SRNN" evaluate "$@" --json > "$out.tmp" && mv "$out.tmp" "$out"
 }
@@ -36,9 +48,9 @@ evaluate_on_each_test_split() {  # NAME: a model trained on merged data, scored 
   done
 }
 
-score_test() {  # RUN_DIR OUT [srnn evaluate options...]: its test evaluation with those options, unless OUT exists
+score_test() {  # RUN_DIR OUT [srnn evaluate options...]: its test evaluation with those options, as evaluate_to
   local dir=$1 out=$2; shift 2
-  [ -s "$out" ] && return 0
+  [ -s "$out" ] && [ ! "$dir/best.pt" -nt "$out" ] && return 0
   evaluate_to "$out" "$dir" --split test "$@" && echo "done $out"
 }
 
@@ -209,5 +221,9 @@ case "${1:-}" in
       done
     done
     ;;
-  *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned|probe|arch|x1|notts|draws|nade" >&2; exit 2 ;;
+  smoke)  # a run of seconds on DATA (data/bach.h5) that shows a lane's machinery: train, score, compare, record
+    run smoke "${DATA:-data/bach.h5}" 0 --d 6 --a 5 --z 3 --hidden 8 --epochs 1 --seq-len 20 \
+      --batch-size 4
+    ;;
+  *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned|probe|arch|x1|notts|draws|nade|smoke" >&2; exit 2 ;;
 esac

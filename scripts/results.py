@@ -1,5 +1,6 @@
 """Tables and KL plots for docs/RESULTS.md, from the run records under docs/runs/ (written by
-scripts/replicate.sh). Usage: .venv/bin/python scripts/results.py  (prints markdown, writes docs/kl_*.png)."""
+scripts/replicate.sh). Usage: .venv/bin/python scripts/results.py  (prints markdown, writes docs/kl_*.png);
+scripts/results.py compare RECORDED.json NEW.json prints a rerun's test scores beside the recorded ones."""
 import json
 import statistics
 from pathlib import Path
@@ -234,5 +235,28 @@ def plots():
         plt.close(fig)
 
 
+def compare(recorded_path, new_path):
+    """Print a rerun's test scores beside the recorded ones, with the difference (replicate.sh, after scoring)."""
+    from pyro_srnn.runs import read_scores, score_field
+
+    keys = ("elbo.total_frames", "elbo.per_sequence")
+    new = read_scores(new_path, keys, optional=("iwae.total_frames", "iwae.per_sequence"))
+    recorded = read_scores(recorded_path, keys, optional=("iwae.total_frames", "iwae.per_sequence")) \
+        if Path(recorded_path).is_file() else {}
+    print(f"{'test score':<20} {'recorded':>10} {'new':>10} {'new - recorded':>15}   ({new_path})")
+    for key in keys + ("iwae.total_frames", "iwae.per_sequence"):
+        value, before = score_field(new, key), score_field(recorded, key)
+        if value is None:
+            continue
+        shown = "-" if before is None else f"{before:.4f}"
+        change = "-" if before is None else f"{value - before:+.4f}"
+        print(f"{key:<20} {shown:>10} {value:>10.4f} {change:>15}")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if sys.argv[1:2] == ["compare"] and len(sys.argv) == 4:
+        compare(sys.argv[2], sys.argv[3])
+    else:
+        main()

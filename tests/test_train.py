@@ -411,3 +411,34 @@ def test_a_run_of_n_updates_follows_the_paper_schedule_with_an_epoch_of_n_over_5
     again = Trainer(config, PianoRollFile(bach_file), tmp_path / "run")
     again.start(resume=True)
     assert again.fit() == [] and again.step_count == 100
+
+
+def test_replicate_lane_in_a_fresh_folder_scores_the_new_run_and_shows_it_beside_the_record(bach_file, tmp_path):
+    """As in a fresh clone: no runs/, and a recorded test.json from an earlier run of the lane."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "scripts").mkdir()
+    for script in ("replicate.sh", "results.py"):
+        shutil.copy(root / "scripts" / script, tmp_path / "scripts" / script)
+    (tmp_path / "data").mkdir()
+    shutil.copy(bach_file, tmp_path / "data" / "bach.h5")
+    recorded = tmp_path / "docs" / "runs" / "smoke"
+    recorded.mkdir(parents=True)
+    (recorded / "test.json").write_text(json.dumps({"elbo": {"total_frames": -99.0, "per_sequence": -99.0}}))
+    env = {**os.environ, "SRNN": str(Path(sys.executable).parent / "srnn"), "PYTHON": sys.executable}
+    done = subprocess.run(["bash", "scripts/replicate.sh", "smoke"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    new = json.loads((tmp_path / "runs" / "smoke" / "test.json").read_text())
+    assert json.loads((recorded / "test.json").read_text()) == new  # no recorded score is left beside new metrics
+    assert (recorded / "metrics.jsonl").read_text() == (tmp_path / "runs" / "smoke" / "metrics.jsonl").read_text()
+    row = next(line for line in done.stdout.splitlines() if line.startswith("elbo.total_frames"))
+    before, after, change = (float(v) for v in row.split()[1:])
+    assert before == -99.0 and after == pytest.approx(new["elbo"]["total_frames"], abs=1e-4)
+    assert change == pytest.approx(after - before, abs=2e-4)
+    assert "done smoke" in done.stdout
