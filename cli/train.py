@@ -202,13 +202,19 @@ def _augment(value):
         raise click.BadParameter(str(exc).partition(": ")[2] or str(exc)) from None
 
 
+def recorded_variant(record: dict) -> str:
+    """The --variant whose file holds a recorded run's data: srnn, or boulanger, which names every other file
+    data/<dataset>.h5 (the Bach chorales, a --midi folder)."""
+    return "srnn" if (record.get("data_fingerprint") or {}).get("variant") == "srnn" else "boulanger"
+
+
 def recorded_data(record: dict, record_file) -> str:
     """The prepared file of a recorded run's dataset and variant, refused unless it holds the very data the run
     trained on (the fingerprint's checksum)."""
     from data_prep.h5 import PianoRollFile
 
     fingerprint = record.get("data_fingerprint") or {}
-    name, variant = record.get("dataset"), fingerprint.get("variant") or "boulanger"
+    name, variant = record.get("dataset"), recorded_variant(record)
     if not name:
         raise UserError(f"{record_file}: names no dataset; pass --data")
     path = os.path.join("data", output_name(name, variant))
@@ -224,8 +230,7 @@ def prep_command(record: dict | None, dataset: str, variant: str) -> str:
     """The `srnn prep` command that makes a run's data again (from its record), or the named dataset's."""
     if not record:
         return prep_command_for(dataset, variant)
-    fingerprint = record.get("data_fingerprint") or {}
-    return prep_command_for(record.get("dataset") or dataset, fingerprint.get("variant") or "boulanger")
+    return prep_command_for(record.get("dataset") or dataset, recorded_variant(record))
 
 
 def _without_option(argv, name):

@@ -442,3 +442,43 @@ def test_replicate_lane_in_a_fresh_folder_scores_the_new_run_and_shows_it_beside
     assert before == -99.0 and after == pytest.approx(new["elbo"]["total_frames"], abs=1e-4)
     assert change == pytest.approx(after - before, abs=2e-4)
     assert "done smoke" in done.stdout
+
+
+def test_train_config_trains_the_recorded_configuration_on_its_own_data(bach_file, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    shutil.copy(bach_file, tmp_path / "data" / "bach.h5")
+    runner = CliRunner()
+    first = runner.invoke(srnn_cli, ["train", "--dataset", "bach", "--d", "6", "--a", "5", "--z", "3", "--hidden", "8",
+                                     "--epochs", "1", "--seq-len", "20", "--batch-size", "4", "--lr", "2e-3",
+                                     "--run-dir", "first"])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(srnn_cli, ["train", "--config", "first/config.json", "--run-dir", "again"])
+    assert again.exit_code == 0, again.output
+    records = [json.loads((tmp_path / run / "config.json").read_text()) for run in ("first", "again")]
+    assert records[0]["config"] == records[1]["config"]
+    assert records[0]["data_fingerprint"] == records[1]["data_fingerprint"]
+    # the same update from the same start: the two runs' metrics agree
+    metrics = [json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[0]) for run in ("first", "again")]
+    assert metrics[0]["train_elbo"] == pytest.approx(metrics[1]["train_elbo"], rel=1e-6)
+    changed = runner.invoke(srnn_cli, ["train", "--config", "first/config.json", "--z", "4", "--run-dir", "z4"])
+    assert changed.exit_code == 0 and json.loads((tmp_path / "z4" / "config.json").read_text())["config"]["z"] == 4
+    other = data_with_one_frame_changed(bach_file, tmp_path / "data" / "bach.h5")  # the file --config reads
+    refused = runner.invoke(srnn_cli, ["train", "--config", "first/config.json", "--run-dir", "other"])
+    assert refused.exit_code == 1 and "data/bach.h5: not the data first/config.json was trained on" in refused.output
+    assert not (tmp_path / "other").exists()
+    assert runner.invoke(srnn_cli, ["train", "--config", "first/config.json", "--data", str(other),
+                                    "--run-dir", "anyway"]).exit_code == 0
+
+
+def data_with_one_frame_changed(source, target):
+    import shutil
+
+    import h5py
+
+    shutil.copy(source, target)
+    with h5py.File(target, "r+") as f:
+        f["train/rolls"][0, 40] = 1 - f["train/rolls"][0, 40]
+    return target
