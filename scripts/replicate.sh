@@ -217,7 +217,23 @@ case "${1:-}" in
           k=100; [ "$model" = srnn-nade ] || k=0
           [ "$variant" = srnn ] && k=0
           run "$name" "$data" "$k" "${recipe[@]}" --seed "$seed" "${options[@]}"
+          case $ds in jsb|piano) evaluate_to "docs/runs/$name/music.json" "runs/$name" --music ;; esac  # at T = 1
         done
+      done
+    done
+    ;;
+  nadeprobe)  # RESULTS section 8: against the NADE models' overfitting on JSB (boulanger), seed 0, the paper recipe
+              # with dropout P in DROPOUTS (0.3), for MODELS (rnn-nade srnn-nade)
+    for p in ${DROPOUTS:-0.3}; do
+      for model in ${MODELS:-rnn-nade srnn-nade}; do
+        case $model in
+          rnn-nade) options=(--z 0 --emission nade); k=0 ;;
+          srnn-nade) options=(--emission nade); k=100 ;;
+          *) echo "MODELS: rnn-nade or srnn-nade, not $model" >&2; exit 2 ;;
+        esac
+        name=probe-jsb-boulanger-$model-dropout$p
+        run "$name" data/jsb.h5 $k $PAPER --elbo analytic --dropout "$p" "${options[@]}"
+        evaluate_to "docs/runs/$name/music.json" "runs/$name" --music
       done
     done
     ;;
@@ -225,5 +241,5 @@ case "${1:-}" in
     run smoke "${DATA:-data/bach.h5}" 0 --d 6 --a 5 --z 3 --hidden 8 --epochs 1 --seq-len 20 \
       --batch-size 4
     ;;
-  *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned|probe|arch|x1|notts|draws|nade|smoke" >&2; exit 2 ;;
+  *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned|probe|arch|x1|notts|draws|nade|nadeprobe|smoke" >&2; exit 2 ;;
 esac
