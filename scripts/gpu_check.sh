@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures in the README, in one pass on a CUDA machine (under 8 minutes): the CUDA tests (the captured
+# The GPU figures in docs/SPEED.md, in one pass on a CUDA machine (under 8 minutes): the CUDA tests (the captured
 # step against the eager step among them), `srnn bench` on cuda at both sizes (eager and captured steps side by
 # side, both ELBOs), a paper-size run training with --capture (frames per second), then 1, 4, 8 and 16
 # captured runs sharing the GPU at once, until DEADLINE seconds have passed.

@@ -1,5 +1,5 @@
 """The Python face: load_run gives the SRNN, its configuration and data, and its model and guide work with
-Pyro's own inference tools (the README's example)."""
+Pyro's own inference tools (docs/USAGE.md, "From Python")."""
 import pyro
 import pytest
 import torch
