@@ -179,7 +179,7 @@ def train(ctx, dataset, variant, data_file, device, run_dir, resume, config_file
         console.print(styled(("--capture", "yellow"), f": {trainer.capture_problem}; the step runs eagerly"))
     trainer.start(resume=resume)
     writer = SummaryWriter(str(trainer.run.path / "tensorboard")) if tensorboard else None
-    summary = (f": {data.dataset} ({data.path}), {model_name(config)}, d={config.d} a={config.a} z={config.z}, "
+    summary = (f": {data.dataset} ({data.path}), {config.model_name}, d={config.d} a={config.a} z={config.z}, "
                f"{trainer.config.epochs} epochs"
                + (f" ({config.updates} updates)" if config.updates else "")
                + f", {config.elbo} {'bound' if config.iwae_particles else 'ELBO'}, device {trainer.device}"
@@ -188,11 +188,6 @@ def train(ctx, dataset, variant, data_file, device, run_dir, resume, config_file
     with progress:
         trainer.fit()
     _print_training_summary(trainer.run)
-
-
-def model_name(config) -> str:
-    """The model a configuration is, by the names of the literature: SRNN, SRNN-NADE, RNN or RNN-NADE."""
-    return ("SRNN" if config.z else "RNN") + ("-NADE" if config.emission == "nade" else "")
 
 
 def _augment(value):

@@ -186,6 +186,11 @@ class SRNNConfig:
     def effective_lr_constant_epochs(self) -> float:
         return self.lr_constant_epochs * self.schedule_scale
 
+    @property
+    def model_name(self) -> str:
+        """The model this configuration is, by the names of the literature: SRNN, SRNN-NADE, RNN or RNN-NADE."""
+        return ("SRNN" if self.z else "RNN") + ("-NADE" if self.emission == "nade" else "")
+
     ARCHITECTURE = ("x_dim", "d", "a", "z", "hidden", "emission", "nade_hidden", "filtering", "residual",
                     "variance_floor")
 

@@ -150,18 +150,22 @@ def run_report(path, evaluate: bool = False, pieces: int = 3, steps: int = 48, s
                                                "it does not name the data it was trained on")
                         + "; the report needs it for the test pieces and statistics (srnn prep makes it again)")
     record, grid = run.record, run.data.grid
-    parts = [f"<h1>SRNN run <code>{_h(str(run_dir.path))}</code></h1>",
-             f"<p>{_h(str(record.get('dataset')))} ({_h(str(grid.name))} frames, {_h(grid.rule)} rule), "
-             f"checkpoint <code>{_h(run.checkpoint.name)}</code>, {len(metrics)} epochs recorded.</p>"]
+    name = run.config.model_name
+    lead = [f"<h1>{name} run <code>{_h(str(run_dir.path))}</code></h1>",
+            f"<p>{_h(str(record.get('dataset')))} ({_h(str(grid.name))} frames, {_h(grid.rule)} rule), "
+            f"checkpoint <code>{_h(run.checkpoint.name)}</code>, {len(metrics)} epochs recorded.</p>"]
+    # what a reader comes for first: the numbers and the music; how the run was made last
+    details = []
     config = run.config.to_dict()
-    parts.append("<h2>Configuration</h2>" + _table(("field", "value"), [(k, str(v)) for k, v in config.items()]))
     fingerprint = record.get("data_fingerprint") or {}
-    parts.append("<h2>Data</h2>" + _table(("", ""), [("file", record.get("data")),
-                                                     ("sequences", json.dumps(fingerprint.get("sequences"))),
-                                                     ("sha256 of the rolls", fingerprint.get("sha256"))]))
-    parts.append("<h2>Training</h2>" + (f'<img alt="training curves" src="{curves(metrics)}">' if metrics else
-                                        "<p>No epochs recorded yet.</p>"))
-    parts.append(_data_script(metrics))
+    details.append("<h2>Training</h2>" + (f'<img alt="training curves" src="{curves(metrics)}">' if metrics else
+                                          "<p>No epochs recorded yet.</p>"))
+    details.append(_data_script(metrics))
+    details.append("<h2>Data</h2>" + _table(("", ""), [("file", record.get("data")),
+                                                       ("sequences", json.dumps(fingerprint.get("sequences"))),
+                                                       ("sha256 of the rolls", fingerprint.get("sha256"))]))
+    details.append("<h2>Configuration</h2>" + _table(("field", "value"), [(k, str(v)) for k, v in config.items()]))
+    parts = lead
     test_json = run_dir.path / "test.json"
     evaluation = read_scores(test_json, TEST_JSON_KEYS, optional=TEST_JSON_IWAE_KEYS) if test_json.is_file() \
         else None
@@ -173,8 +177,8 @@ def run_report(path, evaluate: bool = False, pieces: int = 3, steps: int = 48, s
                                                  if "iwae" in evaluation else [])
         parts.append("<h2>Test evaluation</h2>" + _table(
             ("bound", "per sequence (paper)", "± s.e.", "total frames"),
-            [(name, _fmt(r["per_sequence"]), _fmt(r["per_sequence_stderr"]) if r["per_sequence_stderr"] is not None
-              else "n/a", _fmt(r["total_frames"])) for name, r in rows]))
+            [(bound, _fmt(r["per_sequence"]), _fmt(r["per_sequence_stderr"]) if r["per_sequence_stderr"] is not None
+              else "n/a", _fmt(r["total_frames"])) for bound, r in rows]))
     else:
         parts.append("<h2>Test evaluation</h2><p>Not computed: pass <code>--evaluate</code>.</p>")
     samples = run.sample(steps=steps, n=pieces, seed=seed)
@@ -200,7 +204,8 @@ def run_report(path, evaluate: bool = False, pieces: int = 3, steps: int = 48, s
                      ("statistic", "test data", "samples", "ratio", "OA"),
                      [(name.replace("_", " "), f"{a:.3f}", f"{b:.3f}", f"{v:.2f}" if kind == "ratio" else "",
                        f"{v:.2f}" if kind == "OA" else "") for name, a, b, kind, v in rows]))
-    return _page(f"SRNN run {run_dir.path.name}", "".join(parts))
+    parts += details
+    return _page(f"{name} run {run_dir.path.name}", "".join(parts))
 
 
 def runs_report(paths) -> str:
@@ -222,12 +227,12 @@ def runs_report(paths) -> str:
     ax.set(xlabel="epoch", ylabel="validation ELBO, nats per frame", title="validation ELBO of each run")
     if len(runs) <= 20 and handles:
         ax.legend(handles, labels, fontsize=7, ncol=2)  # given, not collected: a name may start with "_"
-    parts = [f"<h1>{len(runs)} SRNN runs</h1>", f'<img alt="validation curves" src="{_png(fig)}">',
+    parts = [f"<h1>{len(runs)} runs</h1>", f'<img alt="validation curves" src="{_png(fig)}">',
              "<h2>Runs (click a column to sort)</h2>",
              _table(("run", "a", "d", "z", "seq_len", "elbo", "epochs", "best valid ELBO", "test ELBO"), rows,
                     sortable=True),
              _data_script(all_metrics), f"<script>{SORT_SCRIPT}</script>"]
-    return _page(f"{len(runs)} SRNN runs", "".join(parts))
+    return _page(f"{len(runs)} runs", "".join(parts))
 
 
 def _test_elbo(folder: Path):
