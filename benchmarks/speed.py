@@ -177,6 +177,7 @@ def evaluation_seconds(data_file: str, size: str = "paper", split: str = "test",
 
 
 # The other models of the same machinery, timed beside the SRNN's analytic step (RNN-NADE and its issue's cost target).
+NADE_SAMPLE = (64, 400)  # pieces x frames sampled from an SRNN-NADE of the benchmark's size
 MODEL_VARIANTS = {"SRNN-NADE": {"emission": "nade"}, "RNN": {"z": 0}, "RNN-NADE": {"z": 0, "emission": "nade"}}
 
 
@@ -246,6 +247,12 @@ def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") ->
     sample_rolls(srnn, 200, 16)
     synchronize(device)
     sample_fps = 16 * 200 / (time.perf_counter() - started)
+    nade = SRNN(dataclasses.replace(config, emission="nade")).to(device).eval()  # key by key: 88 steps a frame
+    synchronize(device)
+    started = time.perf_counter()
+    sample_rolls(nade, NADE_SAMPLE[1], NADE_SAMPLE[0])
+    synchronize(device)
+    nade_sample_seconds = time.perf_counter() - started
 
     result = {
         "size": size, "config": SIZES[size], "batch": [BATCH, STEPS], "torch": torch.__version__,
@@ -262,6 +269,7 @@ def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") ->
         "achieved_gflops": {k: flops / v / 1e9 for k, v in steps.items()},
         "fraction_of_matmul_peak": {k: flops / v / rate for k, v in steps.items()},
         "eval_frames_per_second": eval_fps, "sample_frames_per_second": sample_fps,
+        "nade_sample": {"pieces": NADE_SAMPLE[0], "frames": NADE_SAMPLE[1], "seconds": nade_sample_seconds},
     }
     if torch.device(device).type == "cuda":
         result["device_name"] = torch.cuda.get_device_name(device)

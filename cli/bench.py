@@ -58,3 +58,5 @@ def bench(size, repeats, device, eval_data, as_json):
     out.print(f"evaluation {r['eval_frames_per_second']:.0f} frames/s, sampling {r['sample_frames_per_second']:.0f} "
               "frames/s" + (f", peak memory of a step {r['peak_step_memory_mb']:.0f} MB"
                             if "peak_step_memory_mb" in r else ""))
+    n = r["nade_sample"]
+    out.print(f"sampling {n['pieces']} x {n['frames']} frames from an SRNN-NADE (key by key): {n['seconds']:.1f} s")
