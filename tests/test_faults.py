@@ -624,8 +624,8 @@ def test_r2_4_hostile_names_and_metrics_keep_every_section_and_only_our_scripts(
     assert result.returncode == 0, result.stderr
     tree = _parsed((tmp_path / "one.html").read_text())
     sections = [h.text for h in tree.iter("h2")]
-    assert sections == ["Configuration", "Data", "Training", "Test evaluation", "Samples beside test pieces",
-                        "Sample statistics against the test data"]
+    assert sections == ["Test evaluation", "Samples beside test pieces", "Sample statistics against the test data",
+                        "Training", "Data", "Configuration"]
     scripts = list(tree.iter("script"))
     assert [s.get("type") for s in scripts] == ["application/json"]
     metrics = json.loads(scripts[0].text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
