@@ -19,7 +19,7 @@ $(STAMP): setup.py
 # The demo, offline: the music21 Bach chorales (no network, no SRNN_SOURCE_DIR), a small RNN-NADE (chosen for
 # the statistics of its samples against the test chorales: docs/RESULTS.md section 8), one piece as MIDI,
 # picture and sound, the run's report page, and the statistics table. A rerun does not train again.
-DEMO := --dataset bach --z 0 --emission nade --d 100 --hidden 200 --epochs 10 --nade-pretrain 5000
+DEMO := --dataset bach --z 0 --emission nade --d 100 --hidden 200 --epochs 10
 run: install
 	test -f data/bach.h5 || $(BIN)/srnn prep --dataset bach
 	$(BIN)/srnn train $(DEMO) --run-dir runs/bach-demo-rnn-nade --resume

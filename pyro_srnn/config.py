@@ -43,7 +43,7 @@ class SRNNConfig:
     hidden: int = 500  # every MLP's hidden width, and the embedding width
     emission: str = "bernoulli"  # p(x_t | .): "bernoulli" (88 independent keys, the paper) or "nade" (RNN-NADE's)
     nade_hidden: int = 150  # the NADE's hidden units H (Boulanger-Lewandowski et al. 2012)
-    nade_pretrain: int = 2000  # updates of the NADE alone on training frames before training (0: none)
+    nade_pretrain: int = 5000  # updates of the NADE alone on training frames before training (0: none)
     nade_pretrain_lr: float = 1e-2  # ... at this Adam step size, 256 frames per update
     filtering: bool = False  # a_t from an MLP of [d_t, e(x_t)] instead of the backward GRU
     residual: bool = True  # posterior mean = prior mean + MLP output

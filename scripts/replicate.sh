@@ -213,6 +213,9 @@ case "${1:-}" in
             *) echo "CONFIG: paper, tuned or long" >&2; exit 2 ;;
           esac
           name=${CONFIG:-paper}-$ds-$variant-$model-seed$seed
+          if [ -n "${PRETRAIN:-}" ]; then  # the NADE's pretraining updates, when not the default's
+            options+=(--nade-pretrain "$PRETRAIN"); name=$name-pretrain$PRETRAIN
+          fi
           if [ "$variant" = srnn ]; then data=data/$ds-srnn.h5; else data=data/$ds.h5; fi
           k=100; [ "$model" = srnn-nade ] || k=0
           [ "$variant" = srnn ] && k=0
@@ -222,14 +225,13 @@ case "${1:-}" in
       done
     done
     ;;
-  nadeprobe)  # RESULTS section 8: the NADE models on JSB (boulanger), seed 0, the paper recipe with one change each: a
-              # longer pretraining of the NADE, and dropout against the overfitting
-    for probe in ${PROBES:-rnn-nade-pretrain5000 rnn-nade-dropout0.3 srnn-nade-dropout0.3}; do
+  nadeprobe)  # RESULTS section 8: the NADE models on JSB (boulanger), seed 0, the paper recipe with dropout against
+              # the overfitting
+    for probe in ${PROBES:-rnn-nade-dropout0.3 srnn-nade-dropout0.3}; do
       case $probe in
-        rnn-nade-pretrain5000) options=(--z 0 --emission nade --nade-pretrain 5000); k=0 ;;
         rnn-nade-dropout0.3) options=(--z 0 --emission nade --dropout 0.3); k=0 ;;
         srnn-nade-dropout0.3) options=(--emission nade --dropout 0.3); k=100 ;;
-        *) echo "PROBES: rnn-nade-pretrain5000, rnn-nade-dropout0.3 or srnn-nade-dropout0.3, not $probe" >&2; exit 2 ;;
+        *) echo "PROBES: rnn-nade-dropout0.3 or srnn-nade-dropout0.3, not $probe" >&2; exit 2 ;;
       esac
       name=probe-jsb-boulanger-$probe
       run "$name" data/jsb.h5 $k $PAPER --elbo analytic "${options[@]}"
