@@ -22,7 +22,7 @@ from pyro_srnn.evaluate import make_elbo, score_sequences
 from pyro_srnn.model import SRNN, Paths
 from pyro_srnn.numerics import denormals_flushed
 from pyro_srnn.sample import sample_rolls
-from pyro_srnn.train import make_optimizer, svi_step
+from pyro_srnn.step import make_optimizer, svi_step
 
 def step_flops(config: SRNNConfig, frames: int) -> float:
     """FLOPs of one training step: every network once per frame, 2 FLOPs per multiply-add, backward = 2x forward."""
@@ -128,7 +128,7 @@ def peak_memory_mb(size: str) -> float:
         "import ctypes, os, threading, time, torch, pyro\n"
         "from benchmarks.speed import SIZES, synthetic_batch\n"
         "from pyro_srnn.config import SRNNConfig\nfrom pyro_srnn.model import SRNN\n"
-        "from pyro_srnn.train import make_optimizer, svi_step\nfrom pyro_srnn.evaluate import make_elbo\n"
+        "from pyro_srnn.step import make_optimizer, svi_step\nfrom pyro_srnn.evaluate import make_elbo\n"
         f"c = SRNNConfig(**SIZES[{size!r}]); s = SRNN(c); b = synthetic_batch(c); o = make_optimizer(s, c)\n"
         "svi_step(s, make_elbo('trace'), o, c, b)\n"
         "ctypes.CDLL('libc.so.6').malloc_trim(0)\n"

@@ -40,7 +40,8 @@ def sample(output, run_dir, checkpoint, steps, count, prime, prime_steps, png, w
     from data_prep.midi import grid_from_attrs, read_midi_roll, roll_to_midi
     from pyro_srnn.runs import resolve_checkpoint
     from pyro_srnn.sample import Controls, sample_batches
-    from pyro_srnn.train import load_checkpoint, model_from_checkpoint, resolve_device
+    from pyro_srnn.checkpoint import load_checkpoint, model_from_checkpoint
+    from pyro_srnn.train import resolve_device
 
     if run_dir and checkpoint:
         raise UserError("give --run or --checkpoint, not both")

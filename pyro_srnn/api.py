@@ -20,7 +20,8 @@ from .evaluate import SequenceScores, score_sequences
 from .model import SRNN, Batch
 from .runs import RunDir, check_data, data_location, record_of_checkpoint, resolve_checkpoint
 from .sample import sample_rolls
-from .train import load_checkpoint, model_from_checkpoint, resolve_device
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .train import resolve_device
 
 
 @dataclass

@@ -13,7 +13,7 @@ graph, a step is one launch. What capture needs, and how the step meets it:
   eager step would draw from the same generator state.
 
 On the CPU nothing is captured: :class:`StaticStep` runs the same function eagerly, which is how the tests
-check it against :func:`pyro_srnn.train.svi_step` without a GPU.
+check it against :func:`pyro_srnn.step.svi_step` without a GPU.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from pyro import poutine
 
 from .elbo import sequence_terms
 from .model import SRNN, Batch, Paths
+from .step import clip_gradients
 
 
 def capture_problem(device: torch.device, processes: int = 1, config=None) -> str | None:
@@ -60,7 +61,7 @@ def make_capturable(optimizer: torch.optim.Optimizer, capturable: bool, device):
 
 
 class StaticStep:
-    """The SVI step of :func:`pyro_srnn.train.svi_step` over fixed buffers of one chunk shape; with
+    """The SVI step of :func:`pyro_srnn.step.svi_step` over fixed buffers of one chunk shape; with
     ``capture`` (CUDA), recorded as a graph on first use and replayed after."""
 
     def __init__(self, srnn: SRNN, optimizer, config, shape: tuple, device, capture: bool, pool=None):
@@ -75,8 +76,6 @@ class StaticStep:
     def _step(self):
         """Model and guide traced at KL scale 1; the temperature multiplies the KL as a tensor, so one graph
         serves every temperature. The terms are :func:`sequence_terms`', as in the ELBO classes."""
-        from .train import clip_gradients  # train imports this module
-
         srnn, batch, c = self.srnn, self.batch, self.config
         self.optimizer.zero_grad(set_to_none=True)
         with pyro.validation_enabled(False):

@@ -62,7 +62,7 @@ class RunDir:
             if not self.last.is_file():
                 raise SRNNError(f"{self.config_path}: not a run record, and no {self.LAST} to recover it from")
         if self.last.is_file():
-            from .train import load_checkpoint
+            from .checkpoint import load_checkpoint
 
             return record_of_checkpoint(load_checkpoint(self.last))
         return None

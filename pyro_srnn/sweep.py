@@ -418,7 +418,7 @@ def run_trial(trial, sweep: Sweep, data) -> float:
 def final_scores(trainer) -> dict:
     """Validation and test ELBO per frame of the best checkpoint, in both normalisations."""
     from .evaluate import score_sequences
-    from .train import load_checkpoint, model_from_checkpoint
+    from .checkpoint import load_checkpoint, model_from_checkpoint
 
     srnn = model_from_checkpoint(load_checkpoint(trainer.run.best), trainer.device)
     scores = {}

@@ -7,11 +7,9 @@ runs code.
 """
 from __future__ import annotations
 
-import io
 import math
 import dataclasses
 import random
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +18,9 @@ import numpy as np
 import pyro
 import torch
 
-from data_prep.files import OutputError, reading, write_bytes
 from data_prep.h5 import PianoRollFile
 
+from .checkpoint import CHECKPOINT_FORMAT, atomic_save, load_checkpoint
 from .capture import CapturedSteps, capture_problem, make_capturable, set_learning_rate
 from .batching import make_streams, n_chunks, tbptt_chunks, to_batch, transpose_keys
 from .config import SRNNConfig
@@ -32,9 +30,7 @@ from .evaluate import make_elbo, score_sequences
 from .numerics import denormals_flushed
 from .model import NADE, SRNN
 from .runs import RunDir, check_data, data_record
-
-CHECKPOINT_FORMAT = "pyro-srnn-checkpoint-1"
-
+from .step import make_optimizer, svi_step
 
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
@@ -77,120 +73,7 @@ def _set_rng_state(state: dict, np_rng: np.random.Generator):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def atomic_save(obj, path: Path):
-    """The whole checkpoint or nothing: serialised in memory, then written by rename (a full disk keeps the
-    previous checkpoint)."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    try:
-        write_bytes(path, buffer.getvalue(), update=True)
-    except OutputError as exc:
-        raise SRNNError(f"{exc}; the previous checkpoint is kept") from None
-
-
-def load_checkpoint(path) -> dict:
-    """A checkpoint read with ``weights_only=True``: a pickle that asks for any other object (code) is refused
-    before anything runs. Its configuration, frame grid and tensors are checked against each other here, so
-    every command that reads it gets one line naming the file and the field, not a traceback."""
-    path = Path(path)
-    if not path.is_file():
-        raise SRNNError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(reading(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        code = re.search(r"GLOBAL (\S+)", str(exc))
-        if code:
-            raise SRNNError(f"{path}: refused: loading it would call {code.group(1)} (a checkpoint holds only "
-                            "tensors, numbers and strings)") from None
-        raise SRNNError(f"{path}: unreadable checkpoint ({exc.__class__.__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise SRNNError(f"{path}: not a pyro-srnn checkpoint")
-    problem = _checkpoint_problem(ckpt)
-    if problem:
-        raise SRNNError(f"{path}: damaged checkpoint: {problem}")
-    return ckpt
-
-
-def _checkpoint_problem(ckpt: dict) -> str | None:
-    from data_prep.midi import grid_from_attrs, writable_tempo
-
-    for key, kind in (("config", dict), ("model", dict), ("grid", dict)):
-        if not isinstance(ckpt.get(key), kind):
-            return f"its {key} is {'missing' if key not in ckpt else 'not a mapping'}"
-    try:
-        config = SRNNConfig.from_dict(ckpt["config"])
-    except SRNNError as exc:
-        return f"config: {exc}"
-    try:
-        grid_from_attrs(**ckpt["grid"])
-    except (TypeError, ValueError) as exc:
-        return f"grid: {exc}"
-    tempo = ckpt.get("tempo_bpm")
-    if tempo is not None and not writable_tempo(tempo):
-        return f"tempo_bpm is {tempo!r}, not a tempo a MIDI file can state"
-    with torch.device("meta"):  # the shapes the configuration asks for, without allocating them
-        expected = {k: v.shape for k, v in SRNN(config).state_dict().items()}
-    tensors = ckpt["model"]
-    if set(tensors) != set(expected):
-        missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-        return "model: " + "; ".join(part for part in (f"lacks {', '.join(missing[:3])}" if missing else "",
-                                                        f"has unknown {', '.join(extra[:3])}" if extra else "") if part)
-    for key, shape in expected.items():
-        value = tensors[key]
-        if not isinstance(value, torch.Tensor) or value.shape != shape:
-            found = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            return f"model: {key} is {found}, the configuration needs {tuple(shape)}"
-    return None
-
-
-def model_from_checkpoint(ckpt: dict, device="cpu") -> SRNN:
-    """The model of a checkpoint that :func:`load_checkpoint` read (and checked)."""
-    srnn = SRNN(SRNNConfig.from_dict(ckpt["config"]))
-    srnn.load_state_dict(ckpt["model"])
-    return srnn.to(device)
-
-
 # ----------------------------------------------------------------------------- the loop
-
-
-def svi_step(srnn: SRNN, elbo, optimizer, config: SRNNConfig, batch, temperature: float = 1.0, parallel=None):
-    """One SVI step on a chunk: Pyro's ELBO, its gradient rescaled to total norm <= max_grad_norm and
-    clipped element-wise (pyro.optim clips per parameter, so the update is written out here); no update
-    when the gradient is not finite. ``parallel`` is the DistributedDataParallel wrapper of ``srnn`` when
-    training on several processes. Returns the loss per frame, the ELBO's terms summed over the batch
-    (reconstruction, KL without the temperature), the detached states (d_T, z_T) to carry, and the gradient
-    norm before rescaling."""
-    carried = {}
-    srnn.train()  # after an evaluation: cuDNN's GRU has no backward pass in eval mode
-
-    def guide(*args):
-        carried["states"] = srnn.guide(*args)
-
-    with pyro.validation_enabled(False):  # the data were checked when read; this is the hot path
-        loss = (parallel or srnn)(batch, elbo, temperature, guide=guide)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = float(clip_gradients(srnn, config))
-    if math.isfinite(grad_norm):
-        optimizer.step()
-    terms = elbo.last_terms  # the terms the loss was built from
-    d_last, z_last = elbo.carried(carried["states"])
-    return loss.item(), (float(terms.reconstruction.sum()), float(terms.kl.sum())), \
-        (d_last.detach(), z_last.detach()), grad_norm
-
-
-def clip_gradients(srnn: SRNN, config: SRNNConfig) -> torch.Tensor:
-    """Rescale the gradient to total norm <= max_grad_norm, then clip it element-wise (R4), on the device;
-    returns the norm before rescaling as a tensor (no host synchronisation, so a CUDA graph can hold it)."""
-    params = [p for p in srnn.parameters() if p.grad is not None]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-    torch.nn.utils.clip_grad_value_(params, config.grad_clip_value)
-    return grad_norm
-
-
-def make_optimizer(srnn: SRNN, config: SRNNConfig) -> torch.optim.Optimizer:
-    return torch.optim.Adam(srnn.parameters(), lr=config.lr, betas=config.adam_betas, eps=config.adam_eps,
-                            weight_decay=config.weight_decay, decoupled_weight_decay=True)
 
 
 PRETRAIN_FRAMES = 256  # training frames per update of the NADE's pretraining

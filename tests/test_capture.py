@@ -10,7 +10,8 @@ from pyro_srnn.batching import make_streams, tbptt_chunks, to_batch
 from pyro_srnn.capture import CapturedSteps, make_capturable, set_learning_rate
 from pyro_srnn.evaluate import make_elbo
 from pyro_srnn.model import SRNN
-from pyro_srnn.train import Trainer, make_optimizer, svi_step
+from pyro_srnn.step import make_optimizer, svi_step
+from pyro_srnn.train import Trainer
 from tests.conftest import tiny_config
 
 

@@ -96,7 +96,7 @@ def test_a_captured_step_is_the_eager_step(random_file, monkeypatch):
     temperature and learning rate changing between replays, over chunks of two shapes (two graphs)."""
     from pyro_srnn.batching import make_streams
     from pyro_srnn.capture import CapturedSteps, make_capturable, set_learning_rate
-    from pyro_srnn.train import make_optimizer, svi_step
+    from pyro_srnn.step import make_optimizer, svi_step
 
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)

@@ -403,7 +403,7 @@ def test_11_bad_training_options_are_refused_before_a_run_directory_is_made(trai
 
 def test_11_many_samples_are_drawn_in_batches_and_the_picture_is_bounded(trained, tmp_path):
     from pyro_srnn import sample as S
-    from pyro_srnn.train import load_checkpoint, model_from_checkpoint
+    from pyro_srnn.checkpoint import load_checkpoint, model_from_checkpoint
 
     run, _ = trained
     srnn_model = model_from_checkpoint(load_checkpoint(run / "best.pt"))
@@ -895,7 +895,7 @@ def test_r2_9_an_hdf5_with_impossible_timing_is_refused_on_open(tmp_path, attr, 
 
 def test_r2_10_long_and_many_samples_are_bounded_and_show_progress(trained, tmp_path, monkeypatch):
     from pyro_srnn import sample as S
-    from pyro_srnn.train import load_checkpoint, model_from_checkpoint
+    from pyro_srnn.checkpoint import load_checkpoint, model_from_checkpoint
 
     run, data = trained
     model = model_from_checkpoint(load_checkpoint(run / "best.pt"))

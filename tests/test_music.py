@@ -80,7 +80,7 @@ def test_sample_writes_a_wav_per_piece_and_render_writes_one(tiny_run, tmp_path)
 
 def test_the_controls_default_to_ancestral_sampling_and_move_the_statistics(tiny_run):
     from pyro_srnn.sample import Controls, sample_rolls
-    from pyro_srnn.train import load_checkpoint, model_from_checkpoint
+    from pyro_srnn.checkpoint import load_checkpoint, model_from_checkpoint
 
     import torch
 

@@ -166,7 +166,7 @@ def test_pretraining_fits_the_nade_to_frames_and_starts_the_emission_there():
 
 
 def test_a_checkpoint_config_from_before_emissions_loads_as_bernoulli(tiny_run):
-    from pyro_srnn.train import load_checkpoint, model_from_checkpoint
+    from pyro_srnn.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(tiny_run / "best.pt")
     for key in ("emission", "nade_hidden"):
@@ -187,3 +187,10 @@ def test_nade_sampling_through_the_model_is_batched():
     plain = model.emission.distribution(torch.zeros(3, 4), torch.zeros(3, 2))
     x = torch.ones(3, 88)
     torch.testing.assert_close(tempered.logits(x), plain.logits(x) / 0.5)
+
+
+def test_a_nade_record_from_before_pretraining_reads_as_trained_without_it():
+    config = SRNNConfig(emission="nade").to_dict()
+    del config["nade_pretrain"]
+    assert SRNNConfig.from_dict(config).nade_pretrain == 0  # those runs were not pretrained
+    assert SRNNConfig.from_dict(SRNNConfig(emission="nade").to_dict()).nade_pretrain == SRNNConfig().nade_pretrain

@@ -21,7 +21,7 @@ def test_sampled_midi_reads_back_exactly(run_dir, tmp_path):
     result = CliRunner().invoke(srnn_cli, ["sample", "-o", str(tmp_path / "x.mid"), "--run", str(run_dir),
                                            "--steps", "60", "--n", "2", "--seed", "4", "--png", str(tmp_path / "x.png")])
     assert result.exit_code == 0, result.output
-    from pyro_srnn.train import load_checkpoint, model_from_checkpoint
+    from pyro_srnn.checkpoint import load_checkpoint, model_from_checkpoint
 
     rolls = sample_rolls(model_from_checkpoint(load_checkpoint(run_dir / "best.pt")), 60, 2, seed=4)
     grid = beat_grid("quarter", 0.5)  # the Bach corpus's grid

@@ -273,7 +273,8 @@ def test_resume_before_the_first_checkpoint_starts_the_run(bach_file, tmp_path):
 
 def test_an_update_uses_the_gradient_rescaled_to_norm_1_then_clipped_element_wise():
     from pyro_srnn.model import SRNN
-    from pyro_srnn.train import make_elbo, make_optimizer, svi_step
+    from pyro_srnn.step import make_optimizer, svi_step
+    from pyro_srnn.evaluate import make_elbo
     from tests.test_model import randomised, tiny_batch
 
     torch.manual_seed(0)
@@ -306,7 +307,8 @@ def test_an_update_uses_the_gradient_rescaled_to_norm_1_then_clipped_element_wis
 def test_weight_decay_shrinks_every_weight_by_lr_times_decay_besides_the_adam_step():
     """Decoupled (AdamW) decay: the same update with and without it differs by exactly -lr * decay * weight."""
     from pyro_srnn.model import SRNN
-    from pyro_srnn.train import make_elbo, make_optimizer, svi_step
+    from pyro_srnn.step import make_optimizer, svi_step
+    from pyro_srnn.evaluate import make_elbo
     from tests.test_model import randomised, tiny_batch
 
     batch, elbo = tiny_batch((9, 9)), make_elbo("trace")
