@@ -114,54 +114,51 @@ class Interrupt(Exception):
 NADE_RUN = {"emission": "nade", "nade_hidden": 5, "nade_pretrain": 12}
 
 
-@pytest.mark.parametrize("model", [{}, NADE_RUN, {"z": 0, **NADE_RUN}])
-def test_resume_after_interruption_matches_uninterrupted_run(bach_file, tmp_path, model):
-    data = PianoRollFile(bach_file)
-    config = tiny_config(epochs=3, augment_transpose=3, **model)
+def _interrupted_and_resumed_like_a_full_run(config, data_file, tmp_path, crashing_hooks, resumes_at=0) -> Trainer:
+    """A run interrupted by ``crashing_hooks`` and resumed ends with exactly the parameters of a run that was
+    not interrupted; returns the resumed trainer (``.full``: the uninterrupted one)."""
+    data = PianoRollFile(data_file)
     full = Trainer(config, data, tmp_path / "full")
     full.start()
     full.fit()
-
-    steps = {"n": 0}
-
-    def crash(frames, metrics):
-        steps["n"] += 1
-        if steps["n"] == full.batches_per_epoch + 2:  # in the middle of the second epoch
-            raise Interrupt
-
-    broken = Trainer(config, data, tmp_path / "cut", hooks=Hooks(step=crash))
+    broken = Trainer(config, data, tmp_path / "cut", hooks=crashing_hooks)
     broken.start()
     with pytest.raises(Interrupt):
         broken.fit()
     resumed = Trainer(config, data, tmp_path / "cut")
     resumed.start(resume=True)
-    assert resumed.epoch == 1
+    assert resumed.epoch == resumes_at  # from the last checkpoint, not from the start
     resumed.fit()
     for (name, a), b in zip(full.srnn.state_dict().items(), resumed.srnn.state_dict().values()):
         assert torch.equal(a, b), name
+    resumed.full = full
+    return resumed
+
+
+@pytest.mark.parametrize("model", [{}, NADE_RUN, {"z": 0, **NADE_RUN}])
+def test_resume_after_interruption_matches_uninterrupted_run(bach_file, tmp_path, model):
+    config = tiny_config(epochs=3, augment_transpose=3, **model)
+    steps = {"n": 0}
+
+    def crash(frames, metrics):
+        steps["n"] += 1
+        if steps["n"] == batches + 2:  # in the middle of the second epoch
+            raise Interrupt
+
+    batches = Trainer(config, PianoRollFile(bach_file), tmp_path / "count").batches_per_epoch
+    _interrupted_and_resumed_like_a_full_run(config, bach_file, tmp_path, Hooks(step=crash), resumes_at=1)
     lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
 
 
 def test_a_run_killed_while_pretraining_its_nade_pretrains_again_the_same_way(bach_file, tmp_path):
-    data = PianoRollFile(bach_file)
     config = tiny_config(epochs=1, **NADE_RUN)
-    full = Trainer(config, data, tmp_path / "full")
-    full.start()
-    full.fit()
 
     def crash(log_likelihood):
         raise Interrupt
 
-    broken = Trainer(config, data, tmp_path / "cut", hooks=Hooks(pretrain_step=crash))
-    broken.start()
-    with pytest.raises(Interrupt):
-        broken.fit()
-    resumed = Trainer(config, data, tmp_path / "cut")
-    resumed.start(resume=True)
-    resumed.fit()
-    for (name, a), b in zip(full.srnn.state_dict().items(), resumed.srnn.state_dict().values()):
-        assert torch.equal(a, b), name
+    full = _interrupted_and_resumed_like_a_full_run(config, bach_file, tmp_path, Hooks(pretrain_step=crash)).full
+    data = PianoRollFile(bach_file)
     plain = Trainer(dataclasses.replace(config, nade_pretrain=0), data, tmp_path / "plain")
     plain.start()
     plain.fit()
