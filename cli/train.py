@@ -187,7 +187,7 @@ def train(ctx, dataset, variant, data_file, device, run_dir, resume, config_file
     console.print(styled("run ", (str(run_dir), "bold"), summary))
     with progress:
         trainer.fit()
-    _print_training_summary(trainer.run)
+    _print_training_summary(trainer.run, recorded=Path(config_file).parent if config_file else None)
 
 
 def _augment(value):
@@ -241,7 +241,13 @@ def _without_option(argv, name):
     return out
 
 
-def _print_training_summary(run):
+def _best_validation(metrics: list):
+    return max((m["valid_elbo"] for m in metrics if "valid_elbo" in m), default=None)
+
+
+def _print_training_summary(run, recorded: Path | None = None):
+    """The epochs' table and the best validation ELBO; with ``recorded`` (the folder of the --config record),
+    the recorded run's best validation beside the new one."""
     rows = run.metrics()
     table = numbers_table(f"training summary  {run}",
                           ("epoch", "train ELBO", "recon", "KL", "KL temp", "lr", "frames/s", "valid ELBO"))
@@ -250,6 +256,13 @@ def _print_training_summary(run):
                       f"{m['train_kl']:.4f}", f"{m['kl_temperature']:.2f}", f"{m['lr']:.2e}",
                       f"{m['frames_per_second']:.0f}", f"{m['valid_elbo']:.4f}" if "valid_elbo" in m else "")
     out.print(table)
-    best = max((m["valid_elbo"] for m in rows if "valid_elbo" in m), default=None)
+    best = _best_validation(rows)
     if best is not None:
         out.print(f"best validation ELBO per frame: {best:.4f} (best.pt)")
+    if recorded is not None and best is not None:
+        from pyro_srnn.runs import RunDir
+
+        before = _best_validation(RunDir(recorded).metrics())
+        if before is not None:
+            out.print(f"recorded in {recorded}: {before:.4f}; new - recorded: {best - before:+.4f} (scores: srnn "
+                      f"evaluate {run} --split test --json, beside {recorded}/test.json)")

@@ -55,12 +55,13 @@ def main():
         changes = [f"{k.replace('_', '-')} {c[k]}" for k, paper in PAPER_SHAPE.items() if paper_size and c[k] != paper]
         changes += [f"{k.replace('_', '-')} {c[k]}" for k in ("weight_decay", "dropout", "updates", "augment_transpose") if c.get(k)]
         changes += ["schedule fixed"] if c.get("schedule") == "fixed" else []
-        changes += [f"emission {c['emission']}"] if c.get("emission", "bernoulli") != "bernoulli" else []
+        if c.get("emission", "bernoulli") != "bernoulli":  # records from before pretraining existed had none
+            changes += [f"emission {c['emission']}, nade-pretrain {c.get('nade_pretrain', 0)}"]
         setting = f"{c['z']}, {c['lr']:g}" + (f" ({', '.join(changes)})" if changes else "")
         print(f"| {folder.name} | {r['metrics'][-1]['epoch']} | {setting} | {c['elbo']} | {t['elbo']['per_sequence']:.3f} | "
               f"{t['elbo']['per_sequence_stderr']:.3f} | {t['elbo']['total_frames']:.3f} | {iwae} | "
               f"{fmt(PAPER.get(ds)) if paper_size and folder.name.split('-')[2:3] == ['srnn'] else ''} | "
-              f"{fmt(ref.get(ds))} |")
+              f"{fmt(ref.get(ds)) if c['z'] else ''} |")  # the poster's numbers are an SRNN's
     seeds_table()
     boulanger_table()
     merged_table()

@@ -456,6 +456,8 @@ def test_train_config_trains_the_recorded_configuration_on_its_own_data(bach_fil
     assert first.exit_code == 0, first.output
     again = runner.invoke(srnn_cli, ["train", "--config", "first/config.json", "--run-dir", "again"])
     assert again.exit_code == 0, again.output
+    best = max(json.loads(line)["valid_elbo"] for line in (tmp_path / "first" / "metrics.jsonl").read_text().splitlines())
+    assert f"recorded in first: {best:.4f}; new - recorded: +0.0000" in again.output  # the same run again
     records = [json.loads((tmp_path / run / "config.json").read_text()) for run in ("first", "again")]
     assert records[0]["config"] == records[1]["config"]
     assert records[0]["data_fingerprint"] == records[1]["data_fingerprint"]
