@@ -80,7 +80,8 @@ from .common import DEFAULT, UserError, chosen_data_file, console, data_options,
 @friendly_errors
 def train(ctx, dataset, variant, data_file, device, run_dir, resume, config_file, nproc, tensorboard, capture,
           **options):
-    """Train an SRNN with the paper's recipe; live progress, metrics.jsonl, last.pt and best.pt."""
+    """Train an SRNN (or with --z 0 and --emission nade the RNN, RNN-NADE or SRNN-NADE) with the paper's recipe;
+    live progress, metrics.jsonl, last.pt and best.pt."""
     import time
 
     from data_prep.h5 import PianoRollFile
