@@ -115,9 +115,9 @@ class RateColumn(ProgressColumn):
 
     @staticmethod
     def rate(task) -> float:
-        """Completed over elapsed, or from a task's ``rate_since`` field on. rich's own speed is an estimate from the updates of a recent window, which
-        leaves out the first update's items and so misreads a task of a few uneven updates (a validation of
-        length-sorted batches)."""
+        """Completed over elapsed, or from a task's ``rate_since`` field on. rich's own speed is an estimate from
+        the updates of a recent window, which leaves out the first update's items and so misreads a task of a
+        few uneven updates (a validation of length-sorted batches)."""
         if "rate_since" in task.fields:  # (completed, time): count from there, past one-time start-up costs
             done, since = task.fields["rate_since"]
             seconds = (task.stop_time or task.get_time()) - since
@@ -190,17 +190,19 @@ def given_on_command_line(ctx, name: str) -> bool:
 def chosen_data_file(ctx, dataset: str | None, variant: str, data_file: str | None) -> str | None:
     """The file data_options name: --data as given, or --dataset's file in --variant (None: neither given
     where --dataset has no default)."""
-    def given(name):
-        return given_on_command_line(ctx, name)
-
     if data_file is not None:
-        if given("dataset") or given("variant"):
+        if given_on_command_line(ctx, "dataset") or given_on_command_line(ctx, "variant"):
             raise UserError("--data names the file itself: give --dataset (and --variant) or --data, not both")
         return data_file
     if dataset is None:
-        if given("variant"):
+        if given_on_command_line(ctx, "variant"):
             raise UserError("--variant applies to --dataset")
         return None
+    return named_data_file(dataset, variant)
+
+
+def named_data_file(dataset: str, variant: str) -> str:
+    """Where srnn prep writes a dataset in a variant: data/<dataset>.h5 or data/<dataset>-srnn.h5."""
     return os.path.join("data", output_name(dataset, variant))
 
 

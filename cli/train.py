@@ -8,11 +8,10 @@ from pathlib import Path
 import click
 from rich.progress import TextColumn
 
-from data_prep.limits import output_name
 from pyro_srnn.config import EMISSIONS, SRNNConfig, parse_augment
 
-from .common import DEFAULT, UserError, chosen_data_file, console, data_options, friendly_errors, \
-    given_on_command_line, numbers_table, out, prep_command_for, progress_bar, styled
+from .common import DEFAULT, UserError, chosen_data_file, console, data_options, existing_data_file, friendly_errors, \
+    given_on_command_line, named_data_file, numbers_table, out, prep_command_for, progress_bar, styled
 
 
 @click.command()
@@ -93,7 +92,7 @@ def train(ctx, dataset, variant, data_file, device, run_dir, resume, config_file
         run_dir = str(latest_run())
     saved = RunDir(run_dir).record() if resume else None  # config.json, or the record last.pt carries
     named = chosen_data_file(ctx, dataset, variant, data_file)
-    given = {k: v for k, v in options.items() if ctx.get_parameter_source(k).name == "COMMANDLINE"}
+    given = {k: v for k, v in options.items() if given_on_command_line(ctx, k)}
     if config_file:
         if resume:
             raise UserError("--config starts a run from a recorded configuration and --resume continues one from "
@@ -213,9 +212,7 @@ def recorded_data(record: dict, record_file) -> str:
     name, variant = record.get("dataset"), recorded_variant(record)
     if not name:
         raise UserError(f"{record_file}: names no dataset; pass --data")
-    path = os.path.join("data", output_name(name, variant))
-    if not Path(path).exists():
-        raise UserError(f"{path}: no such data file; prepare it with `{prep_command_for(name, variant)}`")
+    path = existing_data_file(named_data_file(name, variant), name, variant)
     if fingerprint.get("sha256") and PianoRollFile(path).fingerprint().get("sha256") != fingerprint["sha256"]:
         raise UserError(f"{path}: not the data {record_file} was trained on (its checksum differs); prepare it "
                         "again, or pass --data to train on this file anyway")

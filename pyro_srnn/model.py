@@ -155,8 +155,8 @@ class NADE(TorchDistribution):
         pre-activations of key k are c plus W's columns of the sounding keys below it, so they change only at a
         sounding key: a frame with m sounding keys has m + 1 distinct hidden states, the cumulative sums of
         those columns. Each key reads the state of its segment (the number of sounding keys below it). Exact,
-        and for frames of a few notes over 10x faster than the cumulative sum over all 88 keys (on a CPU,
-        forward and backward: benchmarks/speed.py)."""
+        and for frames of a few notes over 10x faster than the product over all 88 keys (on a CPU, forward and
+        backward: benchmarks/nade.py)."""
         shape = torch.broadcast_shapes(x.shape, self.b.shape)
         x, b = x.expand(shape), self.b.expand(shape)
         c = self.c.expand(shape[:-1] + self.c.shape[-1:])
