@@ -35,7 +35,7 @@ class NaiveSRNN:
     def model(self, batch, kl_scale=1.0, paths=None):  # paths: ignored, everything is computed in here
         s = self.srnn
         pyro.module("naive_srnn", s)
-        d, z = batch.d0, batch.z0
+        d, z = batch.state
         with pyro.plate("sequences", batch.size):
             for t in pyro.markov(range(batch.steps)):
                 d = self.gru_step(s.gru_d, s.embed(batch.u[:, t]), d)
@@ -49,14 +49,14 @@ class NaiveSRNN:
     def guide(self, batch, kl_scale=1.0, paths=None):
         s = self.srnn
         pyro.module("naive_srnn", s)
-        d_t, ds = batch.d0, []
+        d_t, ds = batch.state[0], []
         for t in range(batch.steps):
             d_t = self.gru_step(s.gru_d, s.embed(batch.u[:, t]), d_t)
             ds.append(d_t)
         d = torch.stack(ds, dim=1)
         index = reversal_index(batch.mask)
         a = take_steps(s.gru_a(take_steps(torch.cat([d, s.embed(batch.x)], dim=-1), index))[0], index)
-        z = batch.z0
+        z = batch.state[1]
         with pyro.plate("sequences", batch.size):
             for t in pyro.markov(range(batch.steps)):
                 mu_p, _ = self.mlp_pair(s.prior, torch.cat([d[:, t], z], dim=-1))

@@ -41,7 +41,8 @@ def synthetic_batch(config: SRNNConfig, seed=0):
     """B x T frames with about KEYS_ON keys on per frame."""
     rng = np.random.default_rng(seed)
     x = (rng.random((BATCH, STEPS, config.x_dim)) < KEYS_ON / config.x_dim).astype(np.float32)
-    return to_batch(x, shifted_inputs(x), np.ones((BATCH, STEPS), bool), d_dim=config.d, z_dim=config.z)
+    return to_batch(x, shifted_inputs(x), np.ones((BATCH, STEPS), bool),
+                    (torch.zeros(BATCH, config.d), torch.zeros(BATCH, config.z)))
 
 
 def synchronize(device="cpu"):
@@ -81,7 +82,7 @@ def hand_coded_loss(srnn: SRNN, batch, kl_scale=1.0):
     alone cost."""
     c = srnn.config
     paths = Paths(srnn, batch)
-    z, zs, kl = batch.z0, [], 0.0
+    z, zs, kl = batch.state[1], [], 0.0
     for t in range(batch.steps):
         dmu_q, lv_q = paths.posterior(t, z)
         mu_p, lv_p = paths.prior(t, z)
@@ -97,7 +98,7 @@ def hand_coded_loss(srnn: SRNN, batch, kl_scale=1.0):
 def breakdown(srnn: SRNN, batch, repeats: int) -> dict:
     """Forward + backward seconds of the parts of a step."""
     device = batch.x.device
-    d = srnn.forward_path(batch.u, batch.d0).detach()
+    d = srnn.forward_path(batch.u, batch.state[0]).detach()
     inputs = torch.cat([d, srnn.embed(batch.x)], -1).detach()
 
     def run(loss_fn):
@@ -222,7 +223,7 @@ def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") ->
         model = SRNN(variant_config).to(device)
         variant_optimizer = make_optimizer(model, variant_config)
         elbo = make_elbo("analytic")
-        variant_batch = dataclasses.replace(batch, z0=batch.z0[:, :variant_config.z])
+        variant_batch = dataclasses.replace(batch, state=(batch.state[0], batch.state[1][:, :variant_config.z]))
         return lambda: svi_step(model, elbo, variant_optimizer, variant_config, variant_batch)
 
     candidates = {"ours trace": ours("trace"), "ours analytic": ours("analytic"),

@@ -65,8 +65,8 @@ def evaluate(ctx, target, split, iwae, samples, kl_form, dataset, variant, data_
     if dataset is not None:
         existing_data_file(data_file, dataset, variant)
     run = load_run(target, device, data_file)  # the data checked against the run's fingerprint
-    checkpoint, srnn, data = run.checkpoint, run.srnn, run.data
-    dev = next(srnn.parameters()).device
+    checkpoint, model, data = run.checkpoint, run.model, run.data
+    dev = next(model.parameters()).device
     if data is None:
         where = run.record.get("data")
         raise UserError(f"{checkpoint}: " + (f"its data file {where} is missing; prepare it again or pass --data "
@@ -86,7 +86,7 @@ def evaluate(ctx, target, split, iwae, samples, kl_form, dataset, variant, data_
     if not sequences:
         raise UserError(f"{midi or data.path}: the {split} split holds no sequences to score")
     if music:
-        return music_report(srnn, sequences, f"{data.dataset} {split}", count, steps, seed,
+        return music_report(model, sequences, f"{data.dataset} {split}", count, steps, seed,
                             (temperature, z_scale, burn_in), as_json)
     try:
         starts = first_inputs(chosen, first_input)
@@ -97,7 +97,7 @@ def evaluate(ctx, target, split, iwae, samples, kl_form, dataset, variant, data_
     with progress_bar("frames") as progress:
         passes = samples + iwae
         task = progress.add_task(f"{split} ({len(sequences)} sequences)", total=passes * sum(map(len, sequences)))
-        scores = score_sequences(srnn, sequences, kl_form=kl_form, samples=samples, iwae=iwae, device=dev,
+        scores = score_sequences(model, sequences, kl_form=kl_form, samples=samples, iwae=iwae, device=dev,
                                  on_batch=lambda frames: progress.advance(task, frames * passes),
                                  first_inputs=starts, active_units=active_units)
     seconds = time.perf_counter() - started
@@ -106,7 +106,7 @@ def evaluate(ctx, target, split, iwae, samples, kl_form, dataset, variant, data_
               "elbo": scores.per_frame(), "reconstruction": scores.per_frame(scores.reconstruction),
               "kl_term": scores.per_frame(scores.kl)}
     result["first_input"] = first_input
-    result["exact_likelihood"] = not srnn.config.z  # the RNN: its ELBO (and any IWAE bound) is log p(x)
+    result["exact_likelihood"] = model.exact  # the RNN: its ELBO (and any IWAE bound) is log p(x)
     if iwae:
         result["iwae"] = {"k": iwae, **scores.per_frame(scores.iwae)}
     if midi:
@@ -118,14 +118,14 @@ def evaluate(ctx, target, split, iwae, samples, kl_form, dataset, variant, data_
     if active_units:
         result["active_units"] = scores.active_units()
         result["active_units_residual"] = scores.active_units(residual=True)
-        result["latent_dims"] = srnn.config.z
+        result["latent_dims"] = model.config.z
     if as_json:
         out.print_json(json.dumps(result))
         return
     table = numbers_table(f"{data.dataset} {split}: {checkpoint}",
                           ("nats per frame", "per sequence (paper)", "± s.e.", "total frames"))
     rows = [("ELBO", result["elbo"]), ("  reconstruction", result["reconstruction"]), ("  KL", result["kl_term"])]
-    if not srnn.config.z:  # no latent layer: the ELBO is the log-likelihood itself
+    if model.exact:  # no latent layer: the ELBO is the log-likelihood itself
         rows = [("log-likelihood (exact)", result["elbo"])]
     if iwae:
         rows.append((f"IWAE bound, K={iwae}", result["iwae"]))
@@ -141,18 +141,18 @@ def evaluate(ctx, target, split, iwae, samples, kl_form, dataset, variant, data_
                                  *((f"{piece['iwae_per_frame']:.4f}",) if iwae else ()))
         out.print(pieces_table)
     out.print(f"{len(sequences)} sequences, {result['frames']} frames, {seconds:.1f} s"
-              + (f"; active latent units {result['active_units']} of {srnn.config.z} "
+              + (f"; active latent units {result['active_units']} of {model.config.z} "
                  f"({result['active_units_residual']} beyond the prior mean)" if active_units else ""))
 
 
-def music_report(srnn, sequences, what: str, count: int, steps: int, seed: int, controls, as_json: bool):
+def music_report(model, sequences, what: str, count: int, steps: int, seed: int, controls, as_json: bool):
     """Samples against data on what a musician hears: one table, or the same as JSON."""
     from pyro_srnn.sample import Controls, sample_statistics
 
     controls = Controls(*controls)
     with progress_bar("frames") as progress:
         task = progress.add_task(f"sampling {count} x {steps} frames", total=count * (steps + controls.burn_in))
-        rows = sample_statistics(srnn, sequences, count, steps, seed, controls,
+        rows = sample_statistics(model, sequences, count, steps, seed, controls,
                                  on_frames=lambda k: progress.advance(task, k))
     result = {"data": what, "pieces": count, "steps": steps, "seed": seed, "controls": controls.__dict__,
               "statistics": [{"statistic": name, "data": a, "samples": b, kind: value}

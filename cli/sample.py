@@ -61,13 +61,13 @@ def sample(output, run_dir, checkpoint, steps, count, prime, prime_steps, png, w
     ckpt = load_checkpoint(ckpt_path)
     grid = grid_from_attrs(**ckpt["grid"])
     primer = read_midi_roll(prime, grid, transpose=0)[:prime_steps] if prime else None
-    srnn = model_from_checkpoint(ckpt, resolve_device(device))
+    model = model_from_checkpoint(ckpt, resolve_device(device))
     drawn, seconds = [], 0.0  # seconds spent sampling, not writing or rendering
     with staged(outputs, force) as temporaries, progress_bar("frames") as progress:
         per_piece = steps + (0 if primer is not None else controls.burn_in)
         task = progress.add_task(f"sampling {count} x {steps} frames", total=count * per_piece)
         written = 0
-        batches = sample_batches(srnn, steps, count, primer, seed, controls=controls,
+        batches = sample_batches(model, steps, count, primer, seed, controls=controls,
                                  on_frames=lambda k: progress.advance(task, k))
         while True:
             started = time.perf_counter()

@@ -1,19 +1,21 @@
-"""The SRNN in Pyro: config, networks, model and guide, batching, training, evaluation, sampling.
+"""The SRNN in Pyro, and the models it is compared with (the RNN, RNN-NADE, the TSBN), behind one
+sequence-model interface: config, networks, model and guide, batching, training, evaluation, sampling.
 
 For notebooks and scripts::
 
     from pyro_srnn import load_run
-    run = load_run("runs/piano-20261128-120000")   # run.srnn, run.config, run.data
+    run = load_run("runs/piano-20261128-120000")   # run.model, run.config, run.data
     run.score("test").per_frame()                   # ELBO per frame, as `srnn evaluate`
     run.sample(steps=200, n=2)                      # piano rolls, as `srnn sample`
 
-``run.srnn.model`` and ``run.srnn.guide`` take ``run.batch(split)`` and go to Pyro's own tools
+``run.model.model`` and ``run.model.guide`` take ``run.batch(split)`` and go to Pyro's own tools
 (``pyro.infer.Predictive``, ``Importance``, ``SVI``). The names below load on first use, so that the
 command line starts without loading torch.
 """
 
 _EXPORTS = {
-    "load_run": "api", "Run": "api", "SRNN": "model", "Batch": "model", "SRNNConfig": "config",
+    "load_run": "api", "Run": "api", "SRNN": "model", "TSBN": "tsbn", "SequenceModel": "sequence_model",
+    "Batch": "sequence_model", "build_model": "models", "SRNNConfig": "config",
     "score_sequences": "evaluate", "sample_rolls": "sample", "Trainer": "train",
 }
 __all__ = list(_EXPORTS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .model import Batch
+from .sequence_model import Batch
 
 
 def make_streams(sequences, n_streams: int) -> np.ndarray:
@@ -59,10 +59,12 @@ def n_chunks(stream_length: int, seq_len: int) -> int:
     return -(-stream_length // seq_len)
 
 
-def padded(sequences, keys: int = 88, first_inputs=None):
-    """Full sequences as (x, u, mask) arrays padded to the longest. u_1 = 0, or ``first_inputs[i]`` for
-    sequence i (see :func:`pyro_srnn.evaluate.first_inputs`)."""
+def padded(sequences, keys: int | None = None, first_inputs=None):
+    """Full sequences as (x, u, mask) arrays padded to the longest, of ``keys`` keys (the sequences' own
+    number when not given). u_1 = 0, or ``first_inputs[i]`` for sequence i (see
+    :func:`pyro_srnn.evaluate.first_inputs`)."""
     steps = max(len(s) for s in sequences)
+    keys = keys or np.shape(sequences[0])[-1]
     x = np.zeros((len(sequences), steps, keys), dtype=np.float32)
     mask = np.zeros((len(sequences), steps), dtype=bool)
     for i, s in enumerate(sequences):
@@ -89,20 +91,17 @@ def length_batches(lengths, max_frames: int):
     return groups
 
 
-def sequence_batches(sequences, d_dim: int, z_dim: int, max_frames: int = 32_000, device="cpu", first_inputs=None):
+def sequence_batches(sequences, model, max_frames: int = 32_000, device="cpu", first_inputs=None):
     """Full sequences as (indices, :class:`Batch`) pairs, grouped by :func:`length_batches`, each starting from
-    d_0 = 0, z_0 = 0 and u_1 = 0 (or ``first_inputs[i]``): how every full-sequence score walks a split."""
+    the ``model``'s initial state and u_1 = 0 (or ``first_inputs[i]``): how every full-sequence score walks a split."""
     lengths = np.array([len(s) for s in sequences])
     starts = None if first_inputs is None else np.asarray(first_inputs)
     for group in length_batches(lengths, max_frames):
         x, u, mask = padded([sequences[i] for i in group], first_inputs=None if starts is None else starts[group])
-        yield group, to_batch(x, u, mask, d_dim=d_dim, z_dim=z_dim, device=device)
+        yield group, to_batch(x, u, mask, model.initial_state(len(group)), device=device)
 
 
-def to_batch(x, u, mask, d0=None, z0=None, d_dim=None, z_dim=None, device="cpu") -> Batch:
-    """numpy arrays to a :class:`Batch` on ``device``; missing initial states are zeros."""
-    n = x.shape[0]
-    d0 = torch.zeros(n, d_dim) if d0 is None else d0
-    z0 = torch.zeros(n, z_dim) if z0 is None else z0
+def to_batch(x, u, mask, state: tuple, device="cpu") -> Batch:
+    """numpy arrays and the model's initial ``state`` (a tuple of tensors) to a :class:`Batch` on ``device``."""
     return Batch(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(u, dtype=torch.float32),
-                 torch.as_tensor(mask), d0, z0).to(device)
+                 torch.as_tensor(mask), tuple(state)).to(device)

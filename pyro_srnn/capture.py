@@ -17,19 +17,20 @@ check it against :func:`pyro_srnn.step.svi_step` without a GPU.
 """
 from __future__ import annotations
 
-from dataclasses import fields
-
 import pyro
 import torch
 from pyro import poutine
 
 from .elbo import sequence_terms
-from .model import SRNN, Batch, Paths
+from .model import SRNN
+from .sequence_model import Batch
 from .step import clip_gradients
 
 
 def capture_problem(device: torch.device, processes: int = 1, config=None) -> str | None:
     """Why the step cannot be captured here, or None when it can."""
+    if config is not None and config.model != "srnn":
+        return "the captured step is the SRNN's (its z_t a chain of Normals)"
     if config is not None and config.iwae_particles:
         return "the captured step trains on an ELBO, not on the importance-weighted bound"
     if device.type != "cuda":
@@ -69,7 +70,7 @@ class StaticStep:
         b, t = shape
         zeros = lambda *s, dtype=torch.float32: torch.zeros(*s, dtype=dtype, device=device)  # noqa: E731
         self.batch = Batch(zeros(b, t, config.x_dim), zeros(b, t, config.x_dim), zeros(b, t, dtype=torch.bool),
-                           zeros(b, config.d), zeros(b, config.z))
+                           srnn.initial_state(b, device))
         self.temperature = zeros(())
         self.graph, self.pool, self.out = None, pool, None
 
@@ -79,7 +80,7 @@ class StaticStep:
         srnn, batch, c = self.srnn, self.batch, self.config
         self.optimizer.zero_grad(set_to_none=True)
         with pyro.validation_enabled(False):
-            paths = Paths(srnn, batch)
+            paths = srnn.prepare(batch)
             guide_trace = poutine.trace(srnn.guide).get_trace(batch, 1.0, paths)
             model_trace = poutine.trace(poutine.replay(srnn.model, trace=guide_trace)).get_trace(batch, 1.0, paths)
         terms = sequence_terms(model_trace, guide_trace, c.kl_form)
@@ -88,9 +89,9 @@ class StaticStep:
         loss.backward()
         grad_norm = clip_gradients(srnn, c)
         self.optimizer.step()
-        d_last, z_last = guide_trace.nodes["_RETURN"]["value"]
-        return torch.stack([loss.detach(), reconstruction.detach(), kl.detach(), grad_norm]), d_last.detach(), \
-            z_last.detach()
+        state = guide_trace.nodes["_RETURN"]["value"]
+        return torch.stack([loss.detach(), reconstruction.detach(), kl.detach(), grad_norm]), \
+            tuple(s.detach() for s in state)
 
     def _record(self):
         """Warm up on a side stream (as PyTorch's recipe asks), put back every state the warm-up changed
@@ -119,8 +120,9 @@ class StaticStep:
     def __call__(self, batch: Batch, temperature: float):
         """As svi_step: the loss per frame, (reconstruction, KL) summed, the states to carry, the gradient norm."""
         self.srnn.train()  # cuDNN's GRU has no backward pass in eval mode
-        for field in fields(Batch):
-            getattr(self.batch, field.name).copy_(getattr(batch, field.name))
+        for mine, given in zip((self.batch.x, self.batch.u, self.batch.mask, *self.batch.state),
+                               (batch.x, batch.u, batch.mask, *batch.state)):
+            mine.copy_(given)
         self.temperature.fill_(temperature)
         if not self.capture:
             out = self._step()
@@ -129,9 +131,9 @@ class StaticStep:
                 self._record()
             self.graph.replay()
             out = self.out
-        numbers, d_last, z_last = out
+        numbers, state = out
         loss, reconstruction, kl, grad_norm = numbers.tolist()  # the one synchronisation of a step
-        return loss, (reconstruction, kl), (d_last.clone(), z_last.clone()), grad_norm
+        return loss, (reconstruction, kl), tuple(s.clone() for s in state), grad_norm
 
 
 class CapturedSteps:

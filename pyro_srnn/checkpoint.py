@@ -15,7 +15,8 @@ from data_prep.files import OutputError, reading, write_bytes
 
 from .config import SRNNConfig
 from .errors import SRNNError
-from .model import SRNN
+from .models import build_model
+from .sequence_model import SequenceModel
 
 CHECKPOINT_FORMAT = "pyro-srnn-checkpoint-1"
 
@@ -74,7 +75,7 @@ def checkpoint_problem(ckpt: dict) -> str | None:
     if tempo is not None and not writable_tempo(tempo):
         return f"tempo_bpm is {tempo!r}, not a tempo a MIDI file can state"
     with torch.device("meta"):  # the shapes the configuration asks for, without allocating them
-        expected = {k: v.shape for k, v in SRNN(config).state_dict().items()}
+        expected = {k: v.shape for k, v in build_model(config).state_dict().items()}
     tensors = ckpt["model"]
     if set(tensors) != set(expected):
         missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
@@ -88,8 +89,9 @@ def checkpoint_problem(ckpt: dict) -> str | None:
     return None
 
 
-def model_from_checkpoint(ckpt: dict, device="cpu") -> SRNN:
-    """The model of a checkpoint that :func:`load_checkpoint` read (and checked)."""
-    srnn = SRNN(SRNNConfig.from_dict(ckpt["config"]))
-    srnn.load_state_dict(ckpt["model"])
-    return srnn.to(device)
+def model_from_checkpoint(ckpt: dict, device="cpu") -> SequenceModel:
+    """The model of a checkpoint that :func:`load_checkpoint` read (and checked); checkpoints written before
+    the TSBN existed record no model, and are SRNNs."""
+    model = build_model(SRNNConfig.from_dict(ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device)

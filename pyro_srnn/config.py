@@ -1,4 +1,5 @@
-"""Every hyperparameter of the SRNN and its training recipe, with the paper's defaults (docs/MODEL.md sections 1-2)."""
+"""Every hyperparameter of the sequence models (the SRNN and its RNN and NADE variants, the TSBN) and of their
+training recipe, with the papers' defaults (docs/MODEL.md sections 1-2, docs/TSBN.md)."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,6 +18,18 @@ MAX_TRANSPOSE = 24
 # holds one (pyro_srnn.evaluate.first_inputs).
 FIRST_INPUTS = ("zero", "x1", "previous")
 EMISSIONS = ("bernoulli", "nade")
+MODELS = ("srnn", "tsbn")
+# The fields only one model reads; a configuration of the other model refuses them unless they hold the default.
+# Every other field is the training recipe (or x_dim and z, which both models read), shared by all models.
+MODEL_FIELDS = {
+    "srnn": ("d", "a", "hidden", "emission", "nade_hidden", "nade_pretrain", "nade_pretrain_lr", "filtering",
+             "residual", "variance_floor", "dropout"),
+    "tsbn": ("baseline_hidden",),
+}
+# The training objectives each model takes, the first its default: the SRNN's z_t are reparameterised; the
+# TSBN's binary h_t are not, so it trains by the score function, with TraceGraph_ELBO's downstream costs and
+# baselines ("tracegraph") or with Trace_ELBO's whole-sequence signal ("trace", no baselines).
+MODEL_ELBOS = {"srnn": ("trace", "analytic", "iwae:K"), "tsbn": ("tracegraph", "trace")}
 
 # The ranges every value is checked against before any work starts (SRNNConfig for training, sweeps and records;
 # pyro_srnn.sample.Controls and the command line for sampling). The upper ends are far beyond any useful value
@@ -35,11 +48,14 @@ SAMPLING_LIMITS = {"temperature": (0.01, 100.0), "z_scale": (0.0, 100.0), "burn_
 
 @dataclass
 class SRNNConfig:
+    """One configuration for every sequence model the package trains (the name is the first model's)."""
+
+    model: str = "srnn"  # "srnn" (with z = 0 the RNN; with emission "nade" the NADE variants) or "tsbn"
     # architecture (docs/MODEL.md, M1-M6)
     x_dim: int = 88  # piano keys 21..108
     d: int = 300  # forward GRU state d_t
     a: int = 300  # backward GRU state a_t
-    z: int = 100  # latent z_t; 0: the RNN, with no stochastic layer (docs/MODEL.md section 1)
+    z: int = 100  # latent z_t; 0: the RNN, with no stochastic layer (docs/MODEL.md section 1); the TSBN's J binary h_t
     hidden: int = 500  # every MLP's hidden width, and the embedding width
     emission: str = "bernoulli"  # p(x_t | .): "bernoulli" (88 independent keys, the paper) or "nade" (RNN-NADE's)
     nade_hidden: int = 150  # the NADE's hidden units H (Boulanger-Lewandowski et al. 2012)
@@ -48,6 +64,7 @@ class SRNNConfig:
     filtering: bool = False  # a_t from an MLP of [d_t, e(x_t)] instead of the backward GRU
     residual: bool = True  # posterior mean = prior mean + MLP output
     variance_floor: float = 1e-6  # variance = exp(lv) + floor
+    baseline_hidden: int = 100  # the TSBN: hidden units of the NVIL baseline network (0: no baseline)
 
     # training recipe (docs/MODEL.md, R1-R7)
     seq_len: int = 100  # truncated back-propagation chunk
@@ -68,7 +85,8 @@ class SRNNConfig:
     schedule: str = "scaled"  # "scaled": runs shorter than 50 epochs keep the proportions; "fixed": as written
     valid_every: int = 2  # epochs between validation ELBOs
     patience: int = 0  # stop after this many validations without a new best (0: train every epoch)
-    elbo: str = "trace"  # "trace": Trace_ELBO; "analytic": TraceMeanField_ELBO (the paper's analytic KL); "iwae:K"
+    elbo: str = ""  # "trace": Trace_ELBO; "analytic": TraceMeanField_ELBO (the paper's analytic KL); "iwae:K";
+    # "tracegraph": TraceGraph_ELBO with baselines (the TSBN's); "": the model's default (MODEL_ELBOS)
     augment_transpose: int = 0  # semitones of random transposition of training chunks (0: off)
     seed: int = 0
 
@@ -80,9 +98,16 @@ class SRNNConfig:
             from .errors import SRNNError
 
             raise SRNNError("invalid configuration: " + "; ".join(problems))
+        if self.model in MODELS and not self.elbo:
+            self.elbo = MODEL_ELBOS[self.model][0]
+        problems = self._model_problems()
         sizes = ("x_dim", "d", "a", "hidden", "nade_hidden")
-        problems = [f"{k} must be 1..{MAX_WIDTH}, not {getattr(self, k)}" for k in sizes
-                    if not 1 <= getattr(self, k) <= MAX_WIDTH]
+        problems += [f"{k} must be 1..{MAX_WIDTH}, not {getattr(self, k)}" for k in sizes
+                     if not 1 <= getattr(self, k) <= MAX_WIDTH]
+        if not 0 <= self.baseline_hidden <= MAX_WIDTH:
+            problems.append(f"baseline_hidden must be 0 (no baseline)..{MAX_WIDTH}, not {self.baseline_hidden}")
+        if self.model == "tsbn" and self.z == 0:
+            problems.append("z must be at least 1 for the TSBN: its hidden units J")
         if not 0 <= self.z <= MAX_WIDTH:
             problems.append(f"z must be 0..{MAX_WIDTH} (0: the RNN, no latent layer), not {self.z}")
         if self.emission not in EMISSIONS:
@@ -111,9 +136,8 @@ class SRNNConfig:
             problems.append("patience must be 0 (off) or positive")
         if not 0 <= self.augment_transpose <= MAX_TRANSPOSE:
             problems.append(f"augment_transpose must be 0..{MAX_TRANSPOSE} semitones, not {self.augment_transpose}")
-        if not (self.elbo in ("trace", "analytic") or 2 <= iwae_particles(self.elbo) <= MAX_PARTICLES):
-            problems.append(f"elbo must be 'trace', 'analytic' or 'iwae:K' with 2 <= K <= {MAX_PARTICLES} "
-                            f"particles, not {self.elbo!r}")
+        if self.elbo.startswith("iwae") and not 2 <= iwae_particles(self.elbo) <= MAX_PARTICLES:
+            problems.append(f"elbo 'iwae:K' needs 2 <= K <= {MAX_PARTICLES} particles, not {self.elbo!r}")
         if self.schedule not in ("scaled", "fixed"):
             problems.append(f"schedule must be 'scaled' or 'fixed', not {self.schedule!r}")
         if not 0 < self.kl_start <= 1:
@@ -133,6 +157,27 @@ class SRNNConfig:
             from .errors import SRNNError
 
             raise SRNNError("invalid configuration: " + "; ".join(problems))
+
+    def _model_problems(self) -> list:
+        """The model must be known, take the training objective, and the fields only another model reads must
+        hold their defaults (a TSBN given --residual is a mistake, not a setting)."""
+        if self.model not in MODELS:
+            return [f"model must be one of {', '.join(MODELS)}, not {self.model!r}"]
+        problems = []
+        kinds = MODEL_ELBOS[self.model]
+        kind = "iwae:K" if self.elbo.startswith("iwae:") else self.elbo
+        if kind not in kinds:
+            problems.append(f"elbo {self.elbo!r} does not train the {self.model.upper()}: it takes "
+                            + ", ".join(repr(k) for k in kinds))
+        defaults = SRNNConfig.__dataclass_fields__
+        for other, names in MODEL_FIELDS.items():
+            if other == self.model:
+                continue
+            given = [k for k in names if getattr(self, k) != defaults[k].default]
+            if given:
+                problems.append(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} the "
+                                f"{other.upper()}'s, not the {self.model.upper()}'s")
+        return problems
 
     def _type_problems(self) -> list:
         """Each field must hold a value of its default's type (an integer field no bool, a number field no
@@ -164,7 +209,7 @@ class SRNNConfig:
     def kl_form(self) -> str:
         """How validation (and a captured step) computes the ELBO's KL part: the trained ELBO's own form, and the
         analytic KL for a run trained on the importance-weighted bound."""
-        return "trace" if self.elbo == "trace" else "analytic"
+        return "trace" if self.elbo == "trace" else "analytic"  # tracegraph: the KL of each h_t given h_{t-1}
 
     # The paper's schedules are for 50 epochs; by default shorter runs keep their proportions (40% warm-up).
     # A run of N updates follows the paper's 50-epoch schedule as written, with an epoch of N/50 updates.
@@ -188,14 +233,18 @@ class SRNNConfig:
 
     @property
     def model_name(self) -> str:
-        """The model this configuration is, by the names of the literature: SRNN, SRNN-NADE, RNN or RNN-NADE."""
+        """The model this configuration is, by the names of the literature: SRNN, SRNN-NADE, RNN, RNN-NADE or TSBN."""
+        if self.model == "tsbn":
+            return "TSBN"
         return ("SRNN" if self.z else "RNN") + ("-NADE" if self.emission == "nade" else "")
 
-    ARCHITECTURE = ("x_dim", "d", "a", "z", "hidden", "emission", "nade_hidden", "filtering", "residual",
-                    "variance_floor")
+    ARCHITECTURE = ("model", "x_dim", "d", "a", "z", "hidden", "emission", "nade_hidden", "filtering", "residual",
+                    "variance_floor", "baseline_hidden")
 
     def architecture(self) -> dict:
-        return {k: getattr(self, k) for k in self.ARCHITECTURE}
+        """The fields that decide the model's shape, the model's own only."""
+        other = {k for name, names in MODEL_FIELDS.items() if name != self.model for k in names}
+        return {k: getattr(self, k) for k in self.ARCHITECTURE if k not in other}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

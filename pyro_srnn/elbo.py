@@ -1,11 +1,12 @@
-"""Pyro's Trace_ELBO and TraceMeanField_ELBO with the z_t terms of all steps summed as one stacked tensor.
+"""Pyro's Trace_ELBO and TraceMeanField_ELBO with the z_t terms of all steps summed as one stacked tensor, and
+TraceGraph_ELBO as a loss tensor.
 
 Pyro scores a chain of T latent sites one site at a time: a log-probability (or KL), a mask, a scale and a
 sum per site, in the model's trace and in the guide's, and the backward pass walks all of them again. Here
 the same terms, at the same sampled values, are computed on the stacked (T, batch, z) parameters in a few
 tensor operations. The estimator is unchanged (a test checks equality with Pyro's own classes for the
 same noise); traces that are not a chain of diagonal Normals, or runs with Pyro's validation on, take
-Pyro's own per-site code.
+Pyro's own per-site code. Other latent sites (the TSBN's binary h_t) get the same terms site by site.
 
 :func:`sequence_terms` is the one place the ELBO's parts are computed: the loss is built from it, training
 reads its metrics from it (the ELBO keeps the terms of its last call) and evaluation scores sequences
@@ -19,7 +20,8 @@ from typing import NamedTuple
 import torch
 from pyro import poutine
 from pyro.distributions import Independent, Normal
-from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
+from pyro.ops.provenance import detach_provenance
 from pyro.distributions.util import scale_and_mask
 from pyro.infer.util import is_validation_enabled
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
@@ -79,18 +81,19 @@ class SequenceTerms(NamedTuple):
 
 def sequence_terms(model_trace, guide_trace, kl_form: str = "analytic", chain=None) -> SequenceTerms:
     """The parts of the ELBO per sequence from a guide trace and the model trace replayed on it. ``kl_form``:
-    'analytic' (KL of each z_t given the sampled z_{t-1}, TraceMeanField_ELBO's term) or 'trace'
-    (log q - log p at the sampled z_t, Trace_ELBO's term). The latent sites must form a chain of diagonal
-    Normals (:func:`_stacked_chain`, whose result a caller that has it passes as ``chain``), as the SRNN's do."""
+    'analytic' (KL of each latent site given the sampled earlier ones, TraceMeanField_ELBO's term) or 'trace'
+    (log q - log p at the sampled value, Trace_ELBO's term). Latent sites that form a chain of diagonal
+    Normals (:func:`_stacked_chain`, whose result a caller that has it passes as ``chain``), as the SRNN's do,
+    are summed as one stacked tensor; any others site by site."""
     chain = chain or _stacked_chain(model_trace, guide_trace)
-    if chain is None:
-        raise ValueError("sequence_terms needs latent sites that form a chain of diagonal Normals")
-    guide_sites, model_sites = chain
     reconstruction = 0
     for site in model_trace.nodes.values():
         if site["type"] == "sample" and site["is_observed"]:
             reconstruction = reconstruction + scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"],
                                                              site["mask"])
+    if chain is None:
+        return _site_by_site(model_trace, guide_trace, kl_form, reconstruction)
+    guide_sites, model_sites = chain
     if not guide_sites:
         zero = torch.zeros_like(reconstruction)
         return SequenceTerms(reconstruction, zero, zero)
@@ -105,16 +108,34 @@ def sequence_terms(model_trace, guide_trace, kl_form: str = "analytic", chain=No
     return SequenceTerms(reconstruction, kl_sum, kl_scaled)
 
 
+def _site_by_site(model_trace, guide_trace, kl_form: str, reconstruction) -> SequenceTerms:
+    """:func:`sequence_terms` for latent sites of any distribution, each with its own scale and mask."""
+    kl_sum = kl_scaled = torch.zeros_like(reconstruction)
+    for name, q in guide_trace.nodes.items():
+        if q["type"] != "sample" or site_is_subsample(q):
+            continue
+        p = model_trace.nodes[name]
+        if kl_form == "analytic":
+            term = kl_divergence(q["fn"], p["fn"])
+        else:
+            term = q["fn"].log_prob(q["value"]) - p["fn"].log_prob(q["value"])
+        term = scale_and_mask(term, 1.0, q["mask"])
+        kl_sum = kl_sum + term
+        kl_scaled = kl_scaled + q["scale"] * term
+    return SequenceTerms(reconstruction, kl_sum, kl_scaled)
+
+
 class _StackedChain:
     """Mixin over a Pyro ELBO whose loss is built from :func:`sequence_terms` with the KL form ``KL``. The
-    terms of the last call are kept in ``last_terms`` (detached; None when Pyro's own code ran)."""
+    terms of the last call are kept in ``last_terms`` (detached; where Pyro's own per-site code ran, its
+    terms were computed beside it, for the metrics)."""
 
     last_terms = None
     particles = 1  # copies of each sequence the loss is computed over (SRNN.forward makes them)
 
-    def carried(self, states):
-        """The guide's final states (d_T, z_T), as the next chunk of each stream starts from them."""
-        return states
+    def carried(self, state):
+        """The guide's final state (the SRNN's (d_T, z_T)), as the next chunk of each stream starts from it."""
+        return state
 
     def _get_trace(self, model, guide, args, kwargs):
         if is_validation_enabled():
@@ -126,11 +147,15 @@ class _StackedChain:
     def _differentiable_loss_particle(self, model_trace, guide_trace):
         chain = None if is_validation_enabled() else _stacked_chain(model_trace, guide_trace)
         if chain is None:
-            self.last_terms = None
+            terms = sequence_terms(model_trace, guide_trace, self.KL)
+            self.last_terms = SequenceTerms(*(t.detach() for t in terms))
             if not is_validation_enabled():  # log-probs were left for here
                 model_trace.compute_log_prob()
                 guide_trace.compute_score_parts()
-            return super()._differentiable_loss_particle(model_trace, guide_trace)
+            loss, surrogate = super()._differentiable_loss_particle(model_trace, guide_trace)
+            # for sites without a reparameterised sample, Pyro's surrogate has the estimator's gradient but
+            # not the ELBO's value: carry the gradient, report the value
+            return loss, surrogate - surrogate.detach() + loss
         terms = sequence_terms(model_trace, guide_trace, self.KL, chain)
         self.last_terms = SequenceTerms(*(t.detach() for t in terms))  # what training reports
         elbo = terms.reconstruction.sum() - terms.kl_scaled.sum()
@@ -175,12 +200,84 @@ class StackedIWAE(_StackedChain, Trace_ELBO):
         bound = (torch.logsumexp(log_w, 1) - math.log(self.particles)).sum()
         return -float(bound.detach()), -bound
 
-    def carried(self, states):
+    def carried(self, state):
         """Each stream goes on from one of its particles, drawn in proportion to its importance weight (the
         draw from q that importance resampling turns into a draw from the bound's better posterior)."""
         pick = torch.distributions.Categorical(logits=self.last_log_weights).sample()
         rows = torch.arange(len(pick), device=pick.device) * self.particles + pick
-        return tuple(s[rows] for s in states)
+        return tuple(s[rows] for s in state)
+
+
+class StackedTraceGraph_ELBO(TraceGraph_ELBO):
+    """Pyro's TraceGraph_ELBO as a loss tensor, for latent sites that form a chain in time (each depends on the
+    one before, in model and guide, as the TSBN's h_t): its value is minus the (annealed) ELBO, its gradient
+    the estimator's, the score function of each site h_t times its downstream cost minus the site's baseline,
+    plus the gradient of the baselines' regression loss.
+
+    Pyro finds each site's downstream cost by tracking provenance through every tensor operation and adds
+    the costs site by site, T^2 / 2 additions for T steps (11 s for one paper-size TSBN step). In a chain the
+    downstream cost of h_t is every term from step t on: the terms of step s (log p(h_s) + log p(x_s) -
+    log q(h_s), with their scales and masks) summed from the last step backwards, one reversed cumulative
+    sum. A test checks the gradient against Pyro's own class for the same noise; with Pyro's validation on,
+    reparameterised latent sites, or baselines other than a network (``nn_baseline``), Pyro's own code runs. ``last_terms`` as the other
+    ELBOs' (the 'trace' form: the value the loss reports)."""
+
+    last_terms = None
+    particles = 1
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        if is_validation_enabled():
+            return self._pyro_loss(model, guide, args, kwargs)
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+        model_trace, guide_trace = prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
+        baselines = [site["infer"].get("baseline", {}) for site in guide_trace.nodes.values()
+                     if site["type"] == "sample"]
+        reparameterised = any(site["fn"].has_rsample for site in guide_trace.nodes.values() if site["type"] == "sample")
+        if reparameterised or any(set(b) - {"nn_baseline", "nn_baseline_input"} for b in baselines):
+            return self._pyro_loss(model, guide, args, kwargs)  # traced again: new draws
+        terms = sequence_terms(model_trace, guide_trace, "trace")
+        self.last_terms = SequenceTerms(*(t.detach() for t in terms))
+        model_trace.compute_log_prob()
+        guide_trace.compute_log_prob()
+        latent = [name for name, site in guide_trace.nodes.items() if site["type"] == "sample"]
+        step_cost = {name: -guide_trace.nodes[name]["log_prob"] for name in latent}  # the terms of each step
+        step = None
+        for name, site in model_trace.nodes.items():
+            if site["type"] != "sample":
+                continue
+            step = name if name in step_cost else step  # an observed site belongs to the latent site before it
+            if step is not None:
+                step_cost[step] = step_cost[step] + site["log_prob"]
+        costs = torch.stack([step_cost[name] for name in latent])  # (T, sequences)
+        downstream = costs.flip(0).cumsum(0).flip(0)  # from step t to the end
+        scores = torch.stack([guide_trace.nodes[name]["fn"].log_prob(guide_trace.nodes[name]["value"])
+                              for name in latent])  # not scaled, not masked: Pyro's score_function
+        elbo = model_trace.log_prob_sum() - guide_trace.log_prob_sum()
+        signal, baseline_loss = downstream, 0.0
+        options = baselines[0] if baselines else {}
+        if options and all(b.get("nn_baseline") is options["nn_baseline"] for b in baselines):
+            inputs = torch.stack([b["nn_baseline_input"] for b in baselines]).detach()
+            baseline = options["nn_baseline"](inputs)  # one pass of the shared network over every step
+            signal = downstream - baseline
+            baseline_loss = torch.pow(downstream.detach() - baseline, 2.0).sum()
+        elif options:
+            return self._pyro_loss(model, guide, args, kwargs)
+        surrogate = -(model_trace.log_prob_sum() + (scores * signal.detach()).sum()) + baseline_loss
+        return surrogate - surrogate.detach() - elbo.detach()
+
+    def _pyro_loss(self, model, guide, args, kwargs):
+        """Pyro's own TraceGraph_ELBO, provenance and all."""
+        loss = 0.0
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            elbo, surrogate = self._loss_and_surrogate_loss_particle(model_trace, guide_trace)
+            terms = sequence_terms(model_trace, guide_trace, "trace")
+            self.last_terms = SequenceTerms(*(detach_provenance(t).detach() for t in terms))
+            loss = loss + (surrogate - surrogate.detach() - elbo.detach()) / self.num_particles
+        return loss
+
+    def carried(self, state):
+        return tuple(detach_provenance(s) for s in state)
 
 
 PYRO_ELBOS = {"trace": Trace_ELBO, "analytic": TraceMeanField_ELBO}

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 
 from .batching import sequence_batches
 from .config import FIRST_INPUTS, iwae_particles
-from .elbo import STACKED_ELBOS, SequenceTerms, StackedIWAE, sequence_terms
+from .elbo import STACKED_ELBOS, SequenceTerms, StackedIWAE, StackedTraceGraph_ELBO, sequence_terms
 from .errors import SRNNError
 from .numerics import denormals_flushed
-from .model import SRNN, Batch, Paths
+from .sequence_model import Batch, SequenceModel
 
 
 @dataclass
@@ -52,23 +53,24 @@ class SequenceScores:
                 "total_frames": float(values.sum() / self.lengths.sum())}
 
 
-def traces(srnn: SRNN, batch: Batch, paths: Paths | None = None):
-    """The guide's trace and the model's trace replayed on it. Draws on the same batch may share ``paths``
-    (the z-independent computations)."""
-    paths = paths or Paths(srnn, batch)
-    guide_trace = poutine.trace(srnn.guide).get_trace(batch, 1.0, paths)
-    model_trace = poutine.trace(poutine.replay(srnn.model, trace=guide_trace)).get_trace(batch, 1.0, paths)
+def traces(model: SequenceModel, batch: Batch, shared=None):
+    """The guide's trace and the model's trace replayed on it. Draws on the same batch may share ``shared``
+    (:meth:`SequenceModel.prepare`: the latent-independent computations)."""
+    shared = model.prepare(batch) if shared is None else shared
+    guide_trace = poutine.trace(model.guide).get_trace(batch, 1.0, shared)
+    model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(batch, 1.0, shared)
     return model_trace, guide_trace
 
 
-def batch_scores(srnn: SRNN, batch: Batch, kl_form: str = "analytic", paths: Paths | None = None) -> SequenceTerms:
-    """Per sequence of the batch: (reconstruction, KL, ...) for one draw of z, as the training loss has them."""
-    return sequence_terms(*traces(srnn, batch, paths), kl_form)
+def batch_scores(model: SequenceModel, batch: Batch, kl_form: str = "analytic", shared=None) -> SequenceTerms:
+    """Per sequence of the batch: (reconstruction, KL, ...) for one draw of the latents, as the training loss
+    has them."""
+    return sequence_terms(*traces(model, batch, shared), kl_form)
 
 
-def log_weight(srnn: SRNN, batch: Batch, paths: Paths | None = None) -> torch.Tensor:
-    """log p(x, z) - log q(z | x) per sequence at one draw of z: the IWAE bound's importance weight."""
-    terms = batch_scores(srnn, batch, "trace", paths)
+def log_weight(model: SequenceModel, batch: Batch, shared=None) -> torch.Tensor:
+    """log p(x, z) - log q(z | x) per sequence at one draw of the latents: the IWAE bound's importance weight."""
+    terms = batch_scores(model, batch, "trace", shared)
     return terms.reconstruction - terms.kl
 
 
@@ -92,35 +94,37 @@ def first_inputs(split, kind: str = "zero"):
 
 @torch.no_grad()
 @denormals_flushed()
-def score_sequences(srnn: SRNN, sequences, kl_form: str = "analytic", samples: int = 1, iwae: int = 0,
+def score_sequences(model: SequenceModel, sequences, kl_form: str = "analytic", samples: int = 1, iwae: int = 0,
                     max_frames: int = 32_000, device="cpu", on_batch=None, first_inputs=None,
                     active_units: bool = False) -> SequenceScores:
     """ELBO (averaged over ``samples`` draws) and, with ``iwae`` = K > 0, the bound
-    log (1/K) sum_k p(x, z_k) / q(z_k | x) of every full sequence, starting from d_0 = 0, z_0 = 0 and
-    u_1 = 0 (or u_1 = ``first_inputs[i]``, see :func:`first_inputs`). With ``active_units``, also the
-    variance over all frames of the posterior mean of each latent dimension."""
+    log (1/K) sum_k p(x, z_k) / q(z_k | x) of every full sequence, starting from the model's initial state
+    and u_1 = 0 (or u_1 = ``first_inputs[i]``, see :func:`first_inputs`). With ``active_units``, also the
+    variance over all frames of the posterior mean of each latent dimension (and of its difference from the
+    prior mean)."""
     if len(sequences) == 0:
         raise SRNNError("no sequences to score")
-    if active_units and not srnn.config.z:
+    if active_units and model.exact:
         raise SRNNError("active units: this model has no latent layer (z = 0)")
-    srnn.eval()
+    model.eval()
     lengths = np.array([len(s) for s in sequences])
     n = len(sequences)
     elbo, recon, kl_sum = np.zeros(n), np.zeros(n), np.zeros(n)
     bound = np.zeros(n) if iwae else None
     means, residuals = [], []
-    for group, batch in sequence_batches(sequences, srnn.config.d, srnn.config.z, max_frames, device, first_inputs):
-        paths = Paths(srnn, batch)  # no gradients here, so every draw can reuse the GRUs' outputs
+    for group, batch in sequence_batches(sequences, model, max_frames, device, first_inputs):
+        shared = model.prepare(batch)  # no gradients here, so every draw can reuse the GRUs' outputs
         for _ in range(samples):
-            r, k, _ = batch_scores(srnn, batch, kl_form, paths)
+            r, k, _ = batch_scores(model, batch, kl_form, shared)
             recon[group] += r.cpu().numpy() / samples
             kl_sum[group] += k.cpu().numpy() / samples
         if iwae:
-            log_w = torch.stack([log_weight(srnn, batch, paths) for _ in range(iwae)])
+            log_w = torch.stack([log_weight(model, batch, shared) for _ in range(iwae)])
             bound[group] = (torch.logsumexp(log_w, 0) - math.log(iwae)).cpu().numpy()
         if active_units:
-            model_trace, guide_trace = traces(srnn, batch, paths)
-            q_mean, p_mean = (torch.stack([tr.nodes[f"z_{t + 1}"]["fn"].mean for t in range(batch.steps)], 1)
+            model_trace, guide_trace = traces(model, batch, shared)
+            names = latent_sites(guide_trace)  # one per step, in order
+            q_mean, p_mean = (torch.stack([tr.nodes[name]["fn"].mean for name in names], 1)
                               [batch.mask].cpu().numpy() for tr in (guide_trace, model_trace))
             means.append(q_mean)
             residuals.append(q_mean - p_mean)
@@ -131,9 +135,18 @@ def score_sequences(srnn: SRNN, sequences, kl_form: str = "analytic", samples: i
     return SequenceScores(elbo, recon, kl_sum, lengths, bound, *variances)
 
 
+def latent_sites(trace) -> list:
+    """The names of a trace's latent sample sites, in the order they were drawn."""
+    return [name for name, site in trace.nodes.items() if site["type"] == "sample" and not site["is_observed"]
+            and not site_is_subsample(site)]
+
+
 def make_elbo(kind: str):
     """'trace': Trace_ELBO (KL by sampling); 'analytic': TraceMeanField_ELBO (analytic KL per step); each
-    with the z_t terms summed over the stacked steps (:mod:`pyro_srnn.elbo`). 'iwae:K': the importance-weighted
-    bound with K particles."""
+    with the z_t terms summed over the stacked steps where they are a chain of Normals (:mod:`pyro_srnn.elbo`).
+    'iwae:K': the importance-weighted bound with K particles. 'tracegraph': TraceGraph_ELBO, the score function
+    with downstream costs and the sites' baselines."""
     particles = iwae_particles(kind)
-    return StackedIWAE(particles) if particles else STACKED_ELBOS[kind]()
+    if particles:
+        return StackedIWAE(particles)
+    return StackedTraceGraph_ELBO(max_plate_nesting=1) if kind == "tracegraph" else STACKED_ELBOS[kind]()

@@ -3,9 +3,8 @@ line saying how much it would need, instead of an allocation failure after the r
 
 The estimate counts the parameters four times (weights, gradients, Adam's two moments) and the activations
 one update keeps for its backward pass: every stream, frame and particle of a chunk holds the layers'
-outputs of SRNN's networks (embedding and MLPs of width hidden, the two GRUs' gates, the z-chain's means and
-variances, the emission's logits). It errs on the generous side; what it cannot know (fragmentation, other
-processes) is left to the allocation-failure handler (pyro_srnn.errors.allocation_failure).
+outputs of the model's networks (``SequenceModel.activation_floats_per_frame``). It errs on the generous
+side; what it cannot know (fragmentation, other processes) is left to the allocation-failure handler (pyro_srnn.errors.allocation_failure).
 """
 from __future__ import annotations
 
@@ -21,16 +20,16 @@ WORKER_BYTES = 400 * 2 ** 20  # a sweep worker before its model: Python, torch, 
 
 
 def parameter_count(config: SRNNConfig) -> int:
-    from .model import SRNN
+    from .models import build_model
 
     with torch.device("meta"):  # shapes only, nothing allocated
-        return sum(p.numel() for p in SRNN(config).parameters())
+        return sum(p.numel() for p in build_model(config).parameters())
 
 
 def training_bytes(config: SRNNConfig) -> int:
-    per_frame = 12 * config.hidden + 16 * (config.d + config.a) + 40 * config.z + 10 * config.x_dim
-    if config.emission == "nade":  # every key's hidden pre-activations, sigmoids and their products
-        per_frame += 4 * config.x_dim * config.nade_hidden
+    from .models import model_class
+
+    per_frame = model_class(config).activation_floats_per_frame(config)
     frames = config.batch_size * config.seq_len * max(1, config.iwae_particles)
     return BYTES * (4 * parameter_count(config) + per_frame * frames)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, fields
 
 import pyro
 import pyro.distributions as dist
@@ -30,44 +29,12 @@ from pyro.distributions import TorchDistribution, constraints
 from torch import nn
 
 from .config import SRNNConfig
+from .sequence_model import Batch, SequenceModel
 
 
 def clipped_leaky_relu(x: torch.Tensor) -> torch.Tensor:
     """f(x) = clip(leaky_relu(x, slope 1/3), -3, 3), the paper's nonlinearity."""
     return torch.clamp(F.leaky_relu(x, 1.0 / 3.0), -3.0, 3.0)
-
-
-@dataclass
-class Batch:
-    """B sequences of T frames. Padding sits at the end of each row and is masked out."""
-
-    x: torch.Tensor  # (B, T, 88) observed frames, float 0/1
-    u: torch.Tensor  # (B, T, 88) inputs: u_t = x_{t-1}
-    mask: torch.Tensor  # (B, T) bool, True on real frames
-    d0: torch.Tensor  # (B, d) initial deterministic state (carried between chunks, else 0)
-    z0: torch.Tensor  # (B, z) initial latent state (carried between chunks, else 0)
-
-    @property
-    def size(self) -> int:
-        return self.x.shape[0]
-
-    @property
-    def steps(self) -> int:
-        return self.x.shape[1]
-
-    @property
-    def frames(self) -> torch.Tensor:
-        return self.mask.sum()
-
-    def _map(self, fn) -> "Batch":
-        return Batch(*(fn(getattr(self, field.name)) for field in fields(self)))
-
-    def repeated(self, copies: int) -> "Batch":
-        """Every sequence ``copies`` times in a row (the particles of importance-weighted training)."""
-        return self if copies == 1 else self._map(lambda t: t.repeat_interleave(copies, 0))
-
-    def to(self, device) -> "Batch":
-        return self._map(lambda t: t.to(device))
 
 
 # ----------------------------------------------------------------------------- networks
@@ -129,6 +96,9 @@ class GaussianMLPs(nn.Module):
     def step(self, c: torch.Tensor, z_prev: torch.Tensor):
         """Mean and log-variance from c_t and z_{t-1} of a single step."""
         return self(self.first_c(c), z_prev)
+
+
+PRETRAIN_FRAMES = 256  # training frames per update of the NADE's pretraining
 
 
 class NADE(TorchDistribution):
@@ -218,6 +188,32 @@ class Emission(nn.Module):
             return NADE(out[..., :self.x_dim], out[..., self.x_dim:], self.W, self.V, temperature)
         return dist.Bernoulli(logits=out / temperature).to_event(1)
 
+    def pretrain_nade(self, frames: torch.Tensor, updates: int, lr: float, seed: int, on_step=None) -> float:
+        """Fit the emission's NADE alone to training frames drawn at random, with its biases b and c constants
+        (a memoryless NADE), and start the emission there: W and V take the fitted weights, the MLP's output
+        bias the fitted b and c. Without it, a run of the paper's length (a few hundred updates at lr 1e-3)
+        barely moves W and V from their initial scale, and the sequence model learns little more than
+        independent keys. Returns the mean log-likelihood per frame of the last update."""
+        keys, hidden = self.x_dim, self.W.shape[0]
+        b = torch.zeros(keys, device=frames.device, requires_grad=True)
+        c = torch.zeros(hidden, device=frames.device, requires_grad=True)
+        optimizer = torch.optim.Adam([self.W, self.V, b, c], lr=lr)
+        generator = torch.Generator(device="cpu").manual_seed(seed)  # leaves the run's own random streams alone
+        log_likelihood = math.nan
+        for _ in range(updates):
+            x = frames[torch.randint(len(frames), (PRETRAIN_FRAMES,), generator=generator).to(frames.device)]
+            loss = -NADE(b.expand(len(x), keys), c.expand(len(x), hidden), self.W, self.V).log_prob(x).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            log_likelihood = -loss.item()
+            if on_step:
+                on_step(log_likelihood)
+        self.W.grad = self.V.grad = None
+        with torch.no_grad():
+            self.out.bias.copy_(torch.cat([b, c]))
+        return log_likelihood
+
 
 class FilteringPath(nn.Module):
     """a_t = MLP([d_t, e(x_t)]): the paper's filtering ablation, which sees no future frames."""
@@ -246,13 +242,16 @@ def take_steps(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- the SRNN
 
 
-class SRNN(nn.Module):
-    """The generative model p(x, z | u) and the inference network q(z | x, u), with Pyro's model and guide."""
+class SRNN(SequenceModel):
+    """The generative model p(x, z | u) and the inference network q(z | x, u), with Pyro's model and guide.
+    Its state between chunks is (d_t, z_t)."""
+
+    name = "srnn"
+    sampling_controls = ("temperature", "z_scale", "burn_in")
 
     def __init__(self, config: SRNNConfig):
-        super().__init__()
+        super().__init__(config)
         c = config
-        self.config = c
         self.embed = Embedding(c.x_dim, c.hidden, c.dropout)
         self.gru_d = nn.GRU(c.hidden, c.d, batch_first=True)
         if c.z:  # the stochastic layer; the RNN (z = 0) has none
@@ -303,21 +302,42 @@ class SRNN(nn.Module):
         a_reversed, _ = self.gru_a(take_steps(inputs, index))
         return take_steps(a_reversed, index)
 
-    def forward(self, batch: Batch, elbo, kl_scale: float = 1.0, guide=None):
-        """The training objective: minus the (KL-annealed) ELBO per frame of the batch, as the ``elbo`` (one of
-        :mod:`pyro_srnn.elbo`'s, via make_elbo) computes it, with the z-independent paths computed once for
-        model and guide. ``guide`` may wrap this SRNN's own to read what it returns. Being the module's forward
-        lets DistributedDataParallel see the whole step."""
-        frames = batch.frames
-        batch = batch.repeated(elbo.particles)  # an importance-weighted bound's K particles (else 1)
-        paths = Paths(self, batch)
-        return elbo.differentiable_loss(self.model, guide or self.guide, batch, kl_scale, paths) / frames
+    def initial_state(self, n: int, device="cpu") -> tuple:
+        """(d_0, z_0) = 0."""
+        return torch.zeros(n, self.config.d, device=device), torch.zeros(n, self.config.z, device=device)
+
+    def prepare(self, batch: Batch) -> "Paths":
+        return Paths(self, batch)
+
+    @property
+    def exact(self) -> bool:
+        return not self.config.z  # the RNN
+
+    @property
+    def pretrain_updates(self) -> int:
+        return self.config.nade_pretrain if self.config.emission == "nade" else 0
+
+    def pretrain(self, frames: torch.Tensor, on_step=None) -> float | None:
+        """The NADE emission's pretraining (:meth:`Emission.pretrain_nade`); None for the Bernoulli one."""
+        c = self.config
+        if not self.pretrain_updates:
+            return None
+        return self.emission.pretrain_nade(frames, c.nade_pretrain, c.nade_pretrain_lr, c.seed, on_step)
+
+    @classmethod
+    def activation_floats_per_frame(cls, config: SRNNConfig) -> int:
+        """The embedding and MLPs of width hidden, the two GRUs' gates, the z-chain's means and variances, the
+        emission's logits; with a NADE, every key's hidden pre-activations, sigmoids and their products."""
+        per_frame = 12 * config.hidden + 16 * (config.d + config.a) + 40 * config.z + 10 * config.x_dim
+        if config.emission == "nade":
+            per_frame += 4 * config.x_dim * config.nade_hidden
+        return per_frame
 
     def model(self, batch: Batch, kl_scale: float = 1.0, paths: "Paths | None" = None):
         """p(x, z | u) = prod_t p(x_t | z_t, d_t) p(z_t | z_{t-1}, d_t)."""
         pyro.module("srnn", self)
         paths = paths or Paths(self, batch)  # d_t for every step (M1, M2)
-        z_prev, zs = batch.z0, []
+        z_prev, zs = batch.state[1], []
         with pyro.plate("sequences", batch.size):
             with poutine.scale(scale=kl_scale):  # KL annealing on the z sites
                 for t in pyro.markov(range(self.latent_steps(batch))):
@@ -325,7 +345,7 @@ class SRNN(nn.Module):
                     with poutine.mask(mask=batch.mask[:, t]):  # padding
                         z_prev = pyro.sample(f"z_{t + 1}", self.normal(mu_p, lv_p))
                     zs.append(z_prev)
-            z = torch.stack(zs, dim=1) if zs else batch.z0.new_zeros(batch.size, batch.steps, 0)  # the RNN: no z_t
+            z = torch.stack(zs, dim=1) if zs else z_prev.new_zeros(batch.size, batch.steps, 0)  # the RNN: no z_t
             emission = self.emission.distribution(paths.d, z)  # (M4), all steps at once
             pyro.sample("x", emission.mask(batch.mask).to_event(1), obs=batch.x)
 
@@ -333,7 +353,7 @@ class SRNN(nn.Module):
         """q(z | x, u) = prod_t q(z_t | z_{t-1}, a_t). Returns (d_T, z_T), the states a next chunk starts from."""
         pyro.module("srnn", self)
         paths = paths or Paths(self, batch)  # d_t and a_t for every step (M1, M2, M5)
-        z_prev = batch.z0
+        z_prev = batch.state[1]
         with pyro.plate("sequences", batch.size), poutine.scale(scale=kl_scale):
             for t in pyro.markov(range(self.latent_steps(batch))):
                 dmu_q, lv_q = paths.posterior(t, z_prev)  # (M6)
@@ -343,13 +363,13 @@ class SRNN(nn.Module):
                     z_prev = pyro.sample(f"z_{t + 1}", self.normal(mu_q, lv_q))
         return paths.d[:, -1], z_prev
 
-    def generate(self, u: torch.Tensor, d: torch.Tensor, z: torch.Tensor, temperature: float = 1.0,
-                 z_scale: float = 1.0):
-        """One step of the generative model from u_t, d_{t-1} and z_{t-1}: d_t (M2), z_t ~ p(z_t | z_{t-1}, d_t)
-        (M3), x_t ~ p(x_t | z_t, d_t) (M4). Returns (d_t, z_t, x_t); x_t is the next step's u.
+    def generate(self, u: torch.Tensor, state: tuple, temperature: float = 1.0, z_scale: float = 1.0):
+        """One step of the generative model from u_t and (d_{t-1}, z_{t-1}): d_t (M2), z_t ~ p(z_t | z_{t-1}, d_t)
+        (M3), x_t ~ p(x_t | z_t, d_t) (M4). Returns ((d_t, z_t), x_t); x_t is the next step's u.
 
         Away from ancestral sampling (the defaults): ``temperature`` divides the emission's logits (below 1:
         fewer, surer notes), ``z_scale`` multiplies the prior's standard deviation."""
+        d, z = state
         d = self.gru_d(self.embed(u).unsqueeze(1), d.unsqueeze(0))[1][0]
         if self.config.z:
             mean, logvar = self.prior.step(d, z)
@@ -361,7 +381,7 @@ class SRNN(nn.Module):
                     prior = dist.Normal(mean, prior.base_dist.scale * z_scale).to_event(1)
                 z = prior.sample()
         x = self.emission.distribution(d, z, temperature).sample()
-        return d, z, x
+        return (d, z), x
 
     def latent_steps(self, batch: Batch) -> int:
         """The steps that sample a z_t: all of them, or none for the RNN (z = 0)."""
@@ -384,7 +404,7 @@ class Paths:
 
     @functools.cached_property
     def d(self):
-        return self.srnn.forward_path(self.batch.u, self.batch.d0)
+        return self.srnn.forward_path(self.batch.u, self.batch.state[0])
 
     @functools.cached_property
     def prior_d(self):

@@ -170,7 +170,7 @@ def run_report(path, evaluate: bool = False, pieces: int = 3, steps: int = 48, s
     evaluation = read_scores(test_json, TEST_JSON_KEYS, optional=TEST_JSON_IWAE_KEYS) if test_json.is_file() \
         else None
     if evaluation is None and evaluate:
-        scores = score_sequences(run.srnn, run.sequences("test"), iwae=0)
+        scores = score_sequences(run.model, run.sequences("test"), iwae=0)
         evaluation = {"elbo": scores.per_frame(), "sequences": len(scores.lengths)}
     if evaluation:
         rows = [("ELBO", evaluation["elbo"])] + ([(f"IWAE, K={evaluation['iwae']['k']}", evaluation["iwae"])]
@@ -198,7 +198,7 @@ def run_report(path, evaluate: bool = False, pieces: int = 3, steps: int = 48, s
     parts.append(f"<h2>Samples beside test pieces</h2><p>{pieces} samples of {steps} frames (seed {seed}, "
                  "the default sampling of <code>srnn sample</code>), each beside a test opening of the same "
                  "length.</p>" + "".join(figures))
-    rows = sample_statistics(run.srnn, run.sequences("test"), n=32, steps=400, seed=seed)
+    rows = sample_statistics(run.model, run.sequences("test"), n=32, steps=400, seed=seed)
     parts.append("<h2>Sample statistics against the test data</h2><p>32 samples of 400 frames; ratio = samples / "
                  "data, OA = overlapping area of the two histograms (1: the same shape).</p>" + _table(
                      ("statistic", "test data", "samples", "ratio", "OA"),

@@ -1,6 +1,7 @@
-"""Ancestral sampling from a trained SRNN: u_1 = 0 (or the primer's last frame), d_t from the GRU, z_t from
-the prior given z_{t-1} and d_t, x_t from the Bernoulli emission, u_{t+1} = x_t; and the controls that depart
-from it on purpose."""
+"""Ancestral sampling from a trained sequence model, one :meth:`SequenceModel.generate` step per frame: u_1 = 0
+(or the primer's last frame), the model's state from its initial one (for the SRNN d_t from the GRU, z_t from
+the prior given z_{t-1} and d_t), x_t from the emission, u_{t+1} = x_t; and the controls that depart from it
+on purpose."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import torch
 from .batching import padded, to_batch
 from .config import MAX_MUSIC_PIECES, MAX_SAMPLE_FRAMES, SAMPLING_BURN_IN, SAMPLING_LIMITS
 from .errors import SRNNError
-from .model import SRNN
+from .sequence_model import SequenceModel
 from .numerics import denormals_flushed
 
 
@@ -33,20 +34,31 @@ class Controls:
             raise SRNNError("sampling controls: " + "; ".join(problems))
 
 
+def check_controls(model: SequenceModel, controls: Controls):
+    """A control the model has no part for (the TSBN's --z-scale: it has no Gaussian prior) is refused."""
+    unused = [key for key in SAMPLING_LIMITS if key not in model.sampling_controls
+              and getattr(controls, key) != getattr(Controls(), key)]
+    if unused:
+        takes = ", ".join("--" + key.replace("_", "-") for key in model.sampling_controls)
+        raise SRNNError(f"--{unused[0].replace('_', '-')} does not apply to the {model.config.model_name} (it takes "
+                        f"{takes})")
+
+
 def check_steps(steps: int):
     """A sampled piece is at most MAX_SAMPLE_FRAMES frames, as long as the longest piece the reader takes."""
     if not 1 <= steps <= MAX_SAMPLE_FRAMES:
         raise SRNNError(f"steps must be 1..{MAX_SAMPLE_FRAMES} frames, not {steps}")
 
 
-def sample_rolls(srnn: SRNN, steps: int, n: int = 1, prime: np.ndarray | None = None, seed: int = 0,
+def sample_rolls(model: SequenceModel, steps: int, n: int = 1, prime: np.ndarray | None = None, seed: int = 0,
                  controls: Controls = Controls()) -> np.ndarray:
     """``n`` piano rolls (n, len(prime) + steps, 88) as uint8. With a primer, its frames come first: they are
-    run through the model (d from the GRU, z from the guide) and sampling continues from the last state."""
-    return np.concatenate(list(sample_batches(srnn, steps, n, prime, seed, controls=controls)))
+    run through the model's guide (for the SRNN d from the GRU, z from the guide) and sampling continues from
+    the state it ends in."""
+    return np.concatenate(list(sample_batches(model, steps, n, prime, seed, controls=controls)))
 
 
-def sample_statistics(srnn: SRNN, sequences, n: int = 32, steps: int = 400, seed: int = 0,
+def sample_statistics(model: SequenceModel, sequences, n: int = 32, steps: int = 400, seed: int = 0,
                       controls: Controls = Controls(), on_frames=None) -> list:
     """``n`` samples of ``steps`` frames against ``sequences`` on what a listener hears: the rows of
     :func:`data_prep.stats.compare` (statistic, data, samples, 'ratio' or 'OA', value). The samples are
@@ -56,7 +68,7 @@ def sample_statistics(srnn: SRNN, sequences, n: int = 32, steps: int = 400, seed
     if not 1 <= n <= MAX_MUSIC_PIECES:
         raise SRNNError(f"--music takes 1..{MAX_MUSIC_PIECES} pieces, not {n}")
     tally = Tally()
-    for rolls in sample_batches(srnn, steps, n, seed=seed, controls=controls, on_frames=on_frames):
+    for rolls in sample_batches(model, steps, n, seed=seed, controls=controls, on_frames=on_frames):
         for roll in rolls:
             tally.add(roll)
     return compare(roll_statistics(sequences), tally.statistics())
@@ -67,48 +79,48 @@ BATCH = 64  # pieces sampled at once ...
 BATCH_FRAMES = 64 * 4_000  # ... and frames held at once (fewer pieces at a time when they are long)
 
 
-def sample_batches(srnn: SRNN, steps: int, n: int = 1, prime: np.ndarray | None = None, seed: int = 0,
+def sample_batches(model: SequenceModel, steps: int, n: int = 1, prime: np.ndarray | None = None, seed: int = 0,
                    batch: int = BATCH, controls: Controls = Controls(), on_frames=None):
     """:func:`sample_rolls` in batches of at most ``batch`` pieces and BATCH_FRAMES frames, one random
     stream seeded once, so memory stays bounded however many and however long the pieces. ``on_frames(k)``
     is told of every k frames generated, summed over the pieces of a batch (burn-in included), for a
     progress bar."""
     check_steps(steps)
+    check_controls(model, controls)
     torch.manual_seed(seed)
     batch = max(1, min(batch, BATCH_FRAMES // (steps + (len(prime) if prime is not None else 0))))
     for start in range(0, n, batch):
-        yield _sample(srnn, steps, min(batch, n - start), prime, controls, on_frames)
+        yield _sample(model, steps, min(batch, n - start), prime, controls, on_frames)
 
 
 @torch.no_grad()
 @denormals_flushed()
-def _sample(srnn: SRNN, steps: int, n: int, prime: np.ndarray | None, controls: Controls,
+def _sample(model: SequenceModel, steps: int, n: int, prime: np.ndarray | None, controls: Controls,
             on_frames=None) -> np.ndarray:
-    srnn.eval()
-    c = srnn.config
-    device = next(srnn.parameters()).device
-    d = torch.zeros(n, c.d, device=device)
-    z = torch.zeros(n, c.z, device=device)
+    model.eval()
+    c = model.config
+    device = next(model.parameters()).device
+    state = model.initial_state(n, device)
     u = torch.zeros(n, c.x_dim, device=device)
     primed = 0 if prime is None else len(prime)
     rolls = np.zeros((n, primed + steps, c.x_dim), np.uint8)  # a byte per key, not a float
     report = (lambda k: on_frames(k * n)) if on_frames else (lambda k: None)
     if primed:
         x, u_prime, mask = padded([prime] * n)
-        d, z = srnn.guide(to_batch(x, u_prime, mask, d_dim=c.d, z_dim=c.z, device=device))
+        state = model.guide(to_batch(x, u_prime, mask, state, device=device))
         u = torch.as_tensor(x[:, -1], device=device)
         rolls[:, :primed] = x
     else:
         for i in range(controls.burn_in):
-            d, z, u = srnn.generate(u, d, z, controls.temperature, controls.z_scale)
+            state, u = model.generate(u, state, controls.temperature, controls.z_scale)
             if i % FLUSH_STEPS == FLUSH_STEPS - 1 or i == controls.burn_in - 1:
                 report(i % FLUSH_STEPS + 1)
     pending = []  # frames on the device, copied out every FLUSH_STEPS steps (no host sync per step)
     for t in range(steps):
-        d, z, u = srnn.generate(u, d, z, controls.temperature, controls.z_scale)
+        state, u = model.generate(u, state, controls.temperature, controls.z_scale)
         pending.append(u.to(torch.uint8))
         if len(pending) == FLUSH_STEPS or t == steps - 1:
-            if not torch.isfinite(z).all():
+            if not all(torch.isfinite(s).all() for s in state):
                 raise SRNNError("sampling produced non-finite latent states; use a smaller --z-scale")
             rolls[:, primed + t + 1 - len(pending):primed + t + 1] = torch.stack(pending, 1).cpu().numpy()
             report(len(pending))

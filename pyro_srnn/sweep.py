@@ -420,13 +420,13 @@ def final_scores(trainer) -> dict:
     from .evaluate import score_sequences
     from .checkpoint import load_checkpoint, model_from_checkpoint
 
-    srnn = model_from_checkpoint(load_checkpoint(trainer.run.best), trainer.device)
+    model = model_from_checkpoint(load_checkpoint(trainer.run.best), trainer.device)
     scores = {}
     for split in ("valid", "test"):
         sequences = trainer.data.split(split).sequences()
         if not sequences:
             continue
-        per_frame = score_sequences(srnn, sequences, device=trainer.device).per_frame()
+        per_frame = score_sequences(model, sequences, device=trainer.device).per_frame()
         scores[f"{split}_elbo"] = per_frame["per_sequence"]
         scores[f"{split}_elbo_total_frames"] = per_frame["total_frames"]
     return scores

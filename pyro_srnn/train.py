@@ -28,7 +28,7 @@ from .errors import RunBusy, SRNNError, TrainingDiverged
 from . import distributed
 from .evaluate import make_elbo, score_sequences
 from .numerics import denormals_flushed
-from .model import NADE, SRNN
+from .models import build_model
 from .runs import RunDir, check_data, data_record
 from .step import make_optimizer, svi_step
 
@@ -76,36 +76,6 @@ def _set_rng_state(state: dict, np_rng: np.random.Generator):
 # ----------------------------------------------------------------------------- the loop
 
 
-PRETRAIN_FRAMES = 256  # training frames per update of the NADE's pretraining
-
-
-def pretrain_nade(emission, frames: torch.Tensor, updates: int, lr: float, seed: int, on_step=None) -> float:
-    """Fit the emission's NADE alone to training frames drawn at random, with its biases b and c constants
-    (a memoryless NADE), and start the emission there: W and V take the fitted weights, the MLP's output
-    bias the fitted b and c. Without it, a run of the paper's length (a few hundred updates at lr 1e-3)
-    barely moves W and V from their initial scale, and the sequence model learns little more than
-    independent keys. Returns the mean log-likelihood per frame of the last update."""
-    keys, hidden = emission.x_dim, emission.W.shape[0]
-    b = torch.zeros(keys, device=frames.device, requires_grad=True)
-    c = torch.zeros(hidden, device=frames.device, requires_grad=True)
-    optimizer = torch.optim.Adam([emission.W, emission.V, b, c], lr=lr)
-    generator = torch.Generator(device="cpu").manual_seed(seed)  # leaves the run's own random streams alone
-    log_likelihood = math.nan
-    for _ in range(updates):
-        x = frames[torch.randint(len(frames), (PRETRAIN_FRAMES,), generator=generator).to(frames.device)]
-        loss = -NADE(b.expand(len(x), keys), c.expand(len(x), hidden), emission.W, emission.V).log_prob(x).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        log_likelihood = -loss.item()
-        if on_step:
-            on_step(log_likelihood)
-    emission.W.grad = emission.V.grad = None
-    with torch.no_grad():
-        emission.out.bias.copy_(torch.cat([b, c]))
-    return log_likelihood
-
-
 @dataclass
 class Hooks:
     """What the command line shows while training runs; all optional."""
@@ -141,14 +111,14 @@ class Trainer:
         check_fits([config], device=self.device)
         torch.manual_seed(config.seed)  # the same initial parameters on every process
         pyro.clear_param_store()
-        self.srnn = SRNN(config).to(self.device)
+        self.model = build_model(config).to(self.device)
         torch.manual_seed(config.seed + self.rank)  # but each process its own noise
         random.seed(config.seed)
         self.np_rng = np.random.default_rng(config.seed)  # shared: augmentation shifts are drawn for all streams
-        self.parallel = torch.nn.parallel.DistributedDataParallel(self.srnn) if self.world > 1 else None
-        self.optimizer = make_optimizer(self.srnn, config)
+        self.parallel = torch.nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else None
+        self.optimizer = make_optimizer(self.model, config)
         self.capture_problem = capture_problem(self.device, self.world, config) if capture else None
-        self.captured = CapturedSteps(self.srnn, self.optimizer, config, self.device) \
+        self.captured = CapturedSteps(self.model, self.optimizer, config, self.device) \
             if capture and self.capture_problem is None else None
         make_capturable(self.optimizer, self.captured is not None, self.device)
         self.elbo = make_elbo(config.elbo)
@@ -218,7 +188,7 @@ class Trainer:
             if len(ckpt["rng"]) != self.world:
                 raise SRNNError(f"{run.last}: written by {len(ckpt['rng'])} process(es); resume with as many")
             try:
-                self.srnn.load_state_dict(ckpt["model"])
+                self.model.load_state_dict(ckpt["model"])
                 self.optimizer.load_state_dict(ckpt["optimizer"])
                 make_capturable(self.optimizer, self.captured is not None, self.device)  # whichever way it was saved
                 self.epoch, self.step_count, self.best_valid = (int(ckpt["epoch"]), int(ckpt["step"]),
@@ -273,7 +243,7 @@ class Trainer:
         rng_states = distributed.gather_objects(_rng_state(self.np_rng), self.world)
         if self.rank > 0:
             return
-        atomic_save({**self.record(), "format": CHECKPOINT_FORMAT, "model": self.srnn.state_dict(),
+        atomic_save({**self.record(), "format": CHECKPOINT_FORMAT, "model": self.model.state_dict(),
                      "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "step": self.step_count,
                      "best_valid": self.best_valid, "stale_validations": self.stale_validations,
                      "rng": rng_states}, path)
@@ -294,14 +264,12 @@ class Trainer:
 
     def _fit(self) -> list:
         history = []
-        c = self.config
-        if self.step_count == 0 and c.emission == "nade" and c.nade_pretrain:
+        if self.step_count == 0 and self.model.pretrain_updates:
             # before the first checkpoint, so a run killed here pretrains again, the same way
             if self.hooks.pretrain_start:
-                self.hooks.pretrain_start(c.nade_pretrain)
+                self.hooks.pretrain_start(self.model.pretrain_updates)
             frames = torch.as_tensor(self.data.split("train").rolls, dtype=torch.float32, device=self.device)
-            self.pretrain_log_likelihood = pretrain_nade(self.srnn.emission, frames, c.nade_pretrain,
-                                                         c.nade_pretrain_lr, c.seed, self.hooks.pretrain_step)
+            self.pretrain_log_likelihood = self.model.pretrain(frames, self.hooks.pretrain_step)
         while self.epoch < self.config.epochs and not self.stopped_early:
             metrics = self.train_epoch()
             self.epoch += 1
@@ -339,23 +307,22 @@ class Trainer:
 
     def train_epoch(self) -> dict:
         c = self.config
-        self.srnn.train()
+        self.model.train()
         if self.hooks.epoch_start:
             self.hooks.epoch_start(self.epoch, self.batches_per_epoch)
         streams = self.epoch_streams()
-        d_carry = torch.zeros(len(streams), c.d, device=self.device)
-        z_carry = torch.zeros(len(streams), c.z, device=self.device)
+        carried = self.model.initial_state(len(streams), self.device)
         totals = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0, "grad_norm": 0.0, "frames": 0}
         started = time.perf_counter()
         steps = 0
         for i, (x, u, mask) in enumerate(tbptt_chunks(streams, c.seq_len)):
             if c.updates and self.step_count >= c.updates:
                 break
-            batch = to_batch(x, u, mask, d_carry, z_carry, device=self.device)
+            batch = to_batch(x, u, mask, carried, device=self.device)
             lr = learning_rate(c, self.step_count, self.batches_per_epoch)
             set_learning_rate(self.optimizer, lr)
             temperature = kl_temperature(c, self.step_count, self.batches_per_epoch)
-            loss, (reconstruction, kl), (d_carry, z_carry) = self.step(batch, temperature)
+            loss, (reconstruction, kl), carried = self.step(batch, temperature)
             if not (math.isfinite(loss) and math.isfinite(self.last_grad_norm)):
                 kept = (f"{self.run.path} keeps the checkpoints of epoch {self.epoch}" if self.run.last.exists()
                         else "no checkpoint had been written yet")
@@ -384,11 +351,11 @@ class Trainer:
                 "seconds": seconds}
 
     def step(self, batch, temperature: float):
-        """One update; returns the loss per frame, (reconstruction, KL) summed over the batch, the carried states."""
+        """One update; returns the loss per frame, (reconstruction, KL) summed over the batch, the state to carry."""
         if self.captured is not None:
             loss, terms, states, self.last_grad_norm = self.captured(batch, temperature)
         else:
-            loss, terms, states, self.last_grad_norm = svi_step(self.srnn, self.elbo, self.optimizer, self.config,
+            loss, terms, states, self.last_grad_norm = svi_step(self.model, self.elbo, self.optimizer, self.config,
                                                                 batch, temperature, self.parallel)
         return loss, terms, states
 
@@ -396,6 +363,6 @@ class Trainer:
         """Validation ELBO per frame on full sequences, the paper's normalisation."""
         if self.hooks.validation_start:
             self.hooks.validation_start(sum(len(s) for s in self.valid))
-        scores = score_sequences(self.srnn, self.valid, kl_form=self.config.kl_form, device=self.device,
+        scores = score_sequences(self.model, self.valid, kl_form=self.config.kl_form, device=self.device,
                                  on_batch=self.hooks.validation_step)
         return scores.per_frame()["per_sequence"]

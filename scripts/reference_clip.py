@@ -23,12 +23,12 @@ EPS = 1e-7  # the reference's tolerance_softmax
 @torch.no_grad()
 def clip_effect(run_dir):
     run = load_run(run_dir)
-    srnn = run.srnn.eval()
+    srnn = run.model.eval()
     sequences = run.sequences("test")
     lengths = np.array([len(s) for s in sequences])
     exact, clipped, below = np.zeros(len(sequences)), np.zeros(len(sequences)), 0
     torch.manual_seed(0)  # as `srnn evaluate`, so the exact column is its recorded test ELBO
-    for group, batch in sequence_batches(sequences, srnn.config.d, srnn.config.z):
+    for group, batch in sequence_batches(sequences, srnn):
         model_trace, guide_trace = traces(srnn, batch, Paths(srnn, batch))
         reconstruction, kl, _ = sequence_terms(model_trace, guide_trace, "analytic")
         logits = model_trace.nodes["x"]["fn"].base_dist.base_dist.logits

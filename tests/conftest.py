@@ -54,3 +54,12 @@ def tiny_config(**overrides):
     values = dict(d=6, a=5, z=3, hidden=8, seq_len=20, batch_size=4, epochs=3, valid_every=1, seed=0)
     values.update(overrides)
     return SRNNConfig(**values)
+
+
+def tiny_tsbn_config(**overrides):
+    """A tiny TSBN with the training recipe of :func:`tiny_config`."""
+    from pyro_srnn.config import SRNNConfig
+
+    values = dict(model="tsbn", z=4, baseline_hidden=6, seq_len=20, batch_size=4, epochs=3, valid_every=1, seed=0)
+    values.update(overrides)
+    return SRNNConfig(**values)

@@ -22,7 +22,7 @@ def test_the_readme_example(run_path):
     batch = run.batch("test", n=4)
     assert batch.size == 4 and batch.x.shape[-1] == 88
     with torch.no_grad():
-        posterior = Predictive(run.srnn.model, guide=run.srnn.guide, num_samples=16)(batch)
+        posterior = Predictive(run.model.model, guide=run.model.guide, num_samples=16)(batch)
     assert posterior["z_1"].shape == (16, 4, run.config.z)
     assert not torch.allclose(posterior["z_1"][0], posterior["z_1"][1])  # draws from q, not one value
     scores = run.score("test")
@@ -39,9 +39,9 @@ def test_pyro_importance_weights_are_our_log_weights(run_path):
     batch = run.batch("valid", n=3)
     with torch.no_grad():
         pyro.set_rng_seed(11)
-        importance = Importance(run.srnn.model, run.srnn.guide, num_samples=1).run(batch)
+        importance = Importance(run.model.model, run.model.guide, num_samples=1).run(batch)
         pyro.set_rng_seed(11)
-        ours = log_weight(run.srnn, batch)
+        ours = log_weight(run.model, batch)
     # one draw: Pyro's log weight of the batch is log p(x, z) - log q(z | x) summed over the sequences
     assert float(importance.log_weights[0]) == pytest.approx(float(ours.sum()), rel=1e-5)
 

@@ -19,7 +19,7 @@ def test_fast_and_naive_elbo_agree_for_same_parameters_and_noise(kind):
     srnn = randomised(SRNN(tiny_config())).double()  # float64: the two orders of summation agree to 1e-10
     naive = NaiveSRNN(srnn)
     b = tiny_batch((8, 5, 8))
-    batch = type(b)(b.x.double(), b.u.double(), b.mask, b.d0.double(), b.z0.double())
+    batch = type(b)(b.x.double(), b.u.double(), b.mask, tuple(s.double() for s in b.state))
     pyro.set_rng_seed(4)
     with pyro.validation_enabled(False):  # as in training: the stacked z terms
         fast = make_elbo(kind).differentiable_loss(srnn.model, srnn.guide, batch, 0.7)

@@ -25,7 +25,7 @@ def run_steps(config, streams, use_static: bool, schedule):
     d, z = torch.zeros(len(streams), config.d), torch.zeros(len(streams), config.z)
     results = []
     for (x, u, mask), (temperature, lr) in zip(tbptt_chunks(streams, config.seq_len), schedule):
-        batch = to_batch(x, u, mask, d, z)
+        batch = to_batch(x, u, mask, (d, z))
         set_learning_rate(optimizer, lr)
         if use_static:
             loss, terms, (d, z), norm = static(batch, temperature)

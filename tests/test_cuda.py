@@ -51,7 +51,7 @@ def test_loss_and_gradients_on_cuda_equal_cpu(random_file, posterior_mean_z, kin
     x, u, mask = next(tbptt_chunks(streams, 30))
     grads = []
     for srnn, device in ((cpu, "cpu"), (gpu, "cuda")):
-        batch = to_batch(x, u, mask, d_dim=config.d, z_dim=config.z, device=device)
+        batch = to_batch(x, u, mask, srnn.initial_state(len(x)), device=device)
         loss = srnn(batch, make_elbo(kind))
         loss.backward()
         grads.append((loss.item(), {k: p.grad.cpu() for k, p in srnn.named_parameters()}))
@@ -78,11 +78,11 @@ def test_run_started_on_cuda_resumes_on_cpu(random_file, tmp_path):
     first.epoch = 1
     first._checkpoint(tmp_path / "run" / "last.pt")
     first._unlock()
-    on_gpu = {k: v.cpu() for k, v in first.srnn.state_dict().items()}
+    on_gpu = {k: v.cpu() for k, v in first.model.state_dict().items()}
 
     second = Trainer(tiny_config(epochs=2), data, tmp_path / "run", "cpu")
     second.start(resume=True)
-    for name, value in second.srnn.state_dict().items():
+    for name, value in second.model.state_dict().items():
         assert value.device.type == "cpu" and torch.equal(value, on_gpu[name]), name
     assert all(s.device.type == "cpu" for state in second.optimizer.state.values() for s in state.values()
                if torch.is_tensor(s))
@@ -114,7 +114,7 @@ def test_a_captured_step_is_the_eager_step(random_file, monkeypatch):
         d, z = torch.zeros(len(streams), config.d).cuda(), torch.zeros(len(streams), config.z).cuda()
         losses = []
         for i, (x, u, mask) in enumerate(tbptt_chunks(streams, config.seq_len)):
-            batch = to_batch(x, u, mask, d, z, device="cuda")
+            batch = to_batch(x, u, mask, (d, z), device="cuda")
             set_learning_rate(optimizer, 1e-3 / (1 + i))
             temperature = min(1.0, 0.2 + 0.2 * i)
             if captured:

@@ -31,10 +31,8 @@ def _deterministic_z():
 
 def _one_step(trainer):
     x, u, mask = next(tbptt_chunks(trainer.epoch_streams(), trainer.config.seq_len))
-    d0 = torch.zeros(len(x), trainer.config.d)
-    z0 = torch.zeros(len(x), trainer.config.z)
-    trainer.step(to_batch(x, u, mask, d0, z0), 1.0)
-    return {k: v.clone() for k, v in trainer.srnn.state_dict().items()}
+    trainer.step(to_batch(x, u, mask, trainer.model.initial_state(len(x))), 1.0)
+    return {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
 
 def _worker(rank, world, port, data_path, out_dir):
@@ -57,7 +55,7 @@ def test_two_processes_take_the_single_process_step(bach_file, tmp_path, monkeyp
         assert torch.equal(ranks[0][name], ranks[1][name]), name
         torch.testing.assert_close(ranks[0][name], value, rtol=1e-5, atol=1e-6, msg=name)
     assert any(not torch.equal(value, single_init) for value, single_init in
-               zip(expected.values(), Trainer(tiny_config(), PianoRollFile(bach_file), tmp_path / "x").srnn.state_dict().values()))
+               zip(expected.values(), Trainer(tiny_config(), PianoRollFile(bach_file), tmp_path / "x").model.state_dict().values()))
 
 
 def test_nproc_launch_trains_checkpoints_once_and_resumes(bach_file, tmp_path):

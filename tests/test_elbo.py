@@ -23,7 +23,7 @@ def test_stacked_elbo_equals_pyro_elbo(kind):
     torch.manual_seed(0)
     srnn = randomised(SRNN(tiny_config())).double()
     b = tiny_batch((8, 3, 6))  # padded: the masks matter
-    batch = type(b)(b.x.double(), b.u.double(), b.mask, b.d0.double(), b.z0.double())
+    batch = type(b)(b.x.double(), b.u.double(), b.mask, tuple(s.double() for s in b.state))
     stacked, stacked_grads = _loss_and_grads(STACKED_ELBOS[kind](), srnn, batch, 0.4)
     reference, grads = _loss_and_grads(PYRO_ELBOS[kind](), srnn, batch, 0.4)
     assert stacked.item() == pytest.approx(reference.item(), rel=1e-12)
@@ -64,7 +64,7 @@ def test_iwae_training_loss_is_the_log_mean_importance_weight_of_each_sequences_
     torch.manual_seed(4)
     srnn = randomised(SRNN(tiny_config()), 4).double()
     b = tiny_batch((8, 3, 6), 4)
-    batch = type(b)(b.x.double(), b.u.double(), b.mask, b.d0.double(), b.z0.double())
+    batch = type(b)(b.x.double(), b.u.double(), b.mask, tuple(s.double() for s in b.state))
     k = 5
     elbo = make_elbo(f"iwae:{k}")
     for temperature in (1.0, 0.3):

@@ -12,6 +12,7 @@ from cli.main import srnn as srnn_cli
 from data_prep.h5 import PianoRollFile
 from pyro_srnn.batching import sequence_batches
 from pyro_srnn.evaluate import SequenceScores, score_sequences
+from pyro_srnn.config import SRNNConfig
 from pyro_srnn.model import SRNN
 from pyro_srnn.train import Trainer
 from tests.conftest import random_roll, tiny_config
@@ -77,11 +78,11 @@ def test_iwae_bound_above_elbo_and_growing_with_k(trained):
     torch.manual_seed(0)
     means, stderrs = [], []
     for k in (1, 8, 64):
-        scores = score_sequences(trained.srnn, seqs * 4, kl_form="trace", iwae=k)
+        scores = score_sequences(trained.model, seqs * 4, kl_form="trace", iwae=k)
         means.append(scores.iwae.mean())
         stderrs.append(scores.iwae.std() / math.sqrt(len(scores.iwae)))
         if k == 1:  # K = 1 is the ELBO itself
-            elbo = score_sequences(trained.srnn, seqs * 4, kl_form="analytic", samples=8).elbo.mean()
+            elbo = score_sequences(trained.model, seqs * 4, kl_form="analytic", samples=8).elbo.mean()
             assert abs(means[0] - elbo) < 4 * stderrs[0] + 0.05
     assert means[0] < means[1] < means[2]
 
@@ -145,17 +146,17 @@ def test_first_input_x1_changes_only_through_u1(trained):
     seqs = [s[:20] for s in trained.valid]
     x1 = np.stack([s[0] for s in seqs])
     torch.manual_seed(0)
-    zero = score_sequences(trained.srnn, seqs, kl_form="analytic")
+    zero = score_sequences(trained.model, seqs, kl_form="analytic")
     torch.manual_seed(0)
-    assert not np.allclose(zero.elbo, score_sequences(trained.srnn, seqs, kl_form="analytic", first_inputs=x1).elbo)
+    assert not np.allclose(zero.elbo, score_sequences(trained.model, seqs, kl_form="analytic", first_inputs=x1).elbo)
     torch.manual_seed(0)  # explicit zero frames are the model's definition
-    np.testing.assert_array_equal(zero.elbo, score_sequences(trained.srnn, seqs, kl_form="analytic",
+    np.testing.assert_array_equal(zero.elbo, score_sequences(trained.model, seqs, kl_form="analytic",
                                                              first_inputs=np.zeros_like(x1)).elbo)
     blank = [np.vstack([np.zeros((1, 88), np.uint8), s]) for s in seqs]  # x_1 = 0: both conventions agree
     torch.manual_seed(0)
-    a = score_sequences(trained.srnn, blank, kl_form="analytic")
+    a = score_sequences(trained.model, blank, kl_form="analytic")
     torch.manual_seed(0)
-    np.testing.assert_allclose(a.elbo, score_sequences(trained.srnn, blank, kl_form="analytic",
+    np.testing.assert_allclose(a.elbo, score_sequences(trained.model, blank, kl_form="analytic",
                                                        first_inputs=np.zeros((len(blank), 88))).elbo)
 
 
@@ -210,9 +211,10 @@ def test_sequence_batches_rebuild_every_sequence_once():
     seqs = [random_roll(rng, n, 0.2) for n in lengths]
     starts = (rng.random((len(seqs), 88)) < 0.3).astype(np.float32)
     seen = []
-    for group, batch in sequence_batches(seqs, d_dim=5, z_dim=3, max_frames=40, first_inputs=starts):
+    model = SRNN(SRNNConfig(d=5, z=3, a=4, hidden=4))
+    for group, batch in sequence_batches(seqs, model, max_frames=40, first_inputs=starts):
         assert len(group) == 1 or len(group) * max(lengths[i] for i in group) <= 40
-        assert batch.d0.shape == (len(group), 5) and batch.z0.shape == (len(group), 3)
+        assert batch.state[0].shape == (len(group), 5) and batch.state[1].shape == (len(group), 3)
         for row, i in enumerate(group):
             n = lengths[i]
             np.testing.assert_array_equal(batch.x[row, :n].numpy(), seqs[i])

@@ -245,7 +245,7 @@ def test_5_evaluation_of_one_sequence_writes_strict_json_and_an_empty_split_is_r
 
 
 @pytest.mark.parametrize("grid, words", [("z=4 z=8", "given twice"), ("z=-1", "z must be 0..16384"),
-                                         ("elbo=bogus", "elbo must be"), ("lr=nan", "lr must be"),
+                                         ("elbo=bogus", "elbo 'bogus' does not train"), ("lr=nan", "lr must be"),
                                          ("augment-transpose=1000", "augment_transpose"),
                                          ("weight-decay=-0.1", "weight_decay must be"),
                                          ("dropout=1", "dropout must be")])

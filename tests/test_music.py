@@ -90,7 +90,7 @@ def test_the_controls_default_to_ancestral_sampling_and_move_the_statistics(tiny
     with torch.no_grad():
         u, d, z, frames = torch.zeros(16, 88), torch.zeros(16, srnn.config.d), torch.zeros(16, srnn.config.z), []
         for _ in range(40):
-            d, z, u = srnn.generate(u, d, z)
+            (d, z), u = srnn.generate(u, (d, z))
             frames.append(u)
     np.testing.assert_array_equal(torch.stack(frames, 1).to(torch.uint8).numpy(), plain)
     cold = sample_rolls(srnn, 40, 16, seed=2, controls=Controls(temperature=0.3, burn_in=0))
@@ -102,12 +102,12 @@ def test_the_controls_default_to_ancestral_sampling_and_move_the_statistics(tiny
 
     u, d, z = torch.zeros(3, 88), torch.randn(3, srnn.config.d), torch.randn(3, srnn.config.z)
     with torch.no_grad():
-        d_next, z_mean, _ = srnn.generate(u, d, z, z_scale=0.0)
+        (d_next, z_mean), _ = srnn.generate(u, (d, z), z_scale=0.0)
         assert torch.equal(z_mean, srnn.prior.step(d_next, z)[0])  # S = 0: z_t is the prior's mean
         torch.manual_seed(0)
-        wide = torch.stack([srnn.generate(u, d, z, z_scale=3.0)[1] for _ in range(400)])
+        wide = torch.stack([srnn.generate(u, (d, z), z_scale=3.0)[0][1] for _ in range(400)])
         torch.manual_seed(0)
-        plain_z = torch.stack([srnn.generate(u, d, z)[1] for _ in range(400)])
+        plain_z = torch.stack([srnn.generate(u, (d, z))[0][1] for _ in range(400)])
     assert float(wide.std(0).mean()) == pytest.approx(3 * float(plain_z.std(0).mean()), rel=0.15)
 
 

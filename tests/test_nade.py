@@ -12,7 +12,8 @@ from scipy import stats
 from pyro_srnn.config import SRNNConfig
 from pyro_srnn.elbo import StackedTrace_ELBO
 from pyro_srnn.evaluate import score_sequences
-from pyro_srnn.model import NADE, SRNN, Batch, clipped_leaky_relu
+from pyro_srnn.model import NADE, SRNN, clipped_leaky_relu
+from pyro_srnn.sequence_model import Batch
 
 K, H = 10, 4
 
@@ -133,7 +134,7 @@ def test_the_rnn_loss_is_the_exact_log_likelihood_computed_by_hand(emission):
                     p = torch.sigmoid(b[k] + rnn.emission.V[k] @ torch.sigmoid(c + rnn.emission.W[:, :k] @ x[i, t, :k]))
                     total += torch.log(p if x[i, t, k] else 1 - p)
         expected.append(float(total.detach()))
-    batch = Batch(x, u, mask, torch.zeros(2, config.d), torch.zeros(2, 0))
+    batch = Batch(x, u, mask, rnn.initial_state(2))
     with pyro.validation_enabled(True):  # Pyro's own Trace_ELBO: no latent site, so no sampling at all
         loss = pyro.infer.Trace_ELBO().differentiable_loss(rnn.model, rnn.guide, batch)
     assert -loss.item() == pytest.approx(sum(expected), rel=1e-5)
@@ -149,14 +150,13 @@ def test_the_rnn_loss_is_the_exact_log_likelihood_computed_by_hand(emission):
 
 def test_pretraining_fits_the_nade_to_frames_and_starts_the_emission_there():
     from pyro_srnn.model import Emission
-    from pyro_srnn.train import pretrain_nade
 
     torch.manual_seed(0)
     chords = torch.zeros(2, 88)
     chords[0, [40, 44, 47]] = chords[1, [41, 45, 48]] = 1  # two chords, equally likely: entropy log 2
     frames = chords[torch.arange(400) % 2]
     emission = Emission(d_dim=2, z_dim=0, hidden=4, x_dim=88, kind="nade", nade_hidden=8)
-    fitted = pretrain_nade(emission, frames, updates=300, lr=3e-2, seed=0)
+    fitted = emission.pretrain_nade(frames, updates=300, lr=3e-2, seed=0)
     with torch.no_grad():
         emission.out.weight.zero_()  # the emission is then its output bias alone: the fitted b and c
         log_likelihood = emission.distribution(torch.zeros(2, 2), torch.zeros(2, 0)).log_prob(chords)

@@ -42,7 +42,7 @@ def test_carried_states_are_the_previous_chunk_of_the_same_stream(bach_file):
     original = trainer.step
 
     def spy(batch, temperature):
-        params = {k: v.clone() for k, v in trainer.srnn.state_dict().items()}
+        params = {k: v.clone() for k, v in trainer.model.state_dict().items()}
         loss, recon, carry = original(batch, temperature)
         seen.append((batch, params, carry))
         return loss, recon, carry
@@ -50,14 +50,14 @@ def test_carried_states_are_the_previous_chunk_of_the_same_stream(bach_file):
     trainer.step = spy
     trainer.train_epoch()
     assert len(seen) == trainer.batches_per_epoch >= 3
-    assert not seen[0][0].d0.any() and not seen[0][0].z0.any()
+    assert not any(s.any() for s in seen[0][0].state)
     for (batch, params, carry), (next_batch, _, _) in zip(seen, seen[1:]):
-        assert torch.equal(next_batch.d0, carry[0]) and torch.equal(next_batch.z0, carry[1])
-        current = {k: v.clone() for k, v in trainer.srnn.state_dict().items()}
-        trainer.srnn.load_state_dict(params)  # d_T as the GRU computed it before that step's update
+        assert torch.equal(next_batch.state[0], carry[0]) and torch.equal(next_batch.state[1], carry[1])
+        current = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        trainer.model.load_state_dict(params)  # d_T as the GRU computed it before that step's update
         with torch.no_grad():
-            d = trainer.srnn.forward_path(batch.u, batch.d0)
-        trainer.srnn.load_state_dict(current)
+            d = trainer.model.forward_path(batch.u, batch.state[0])
+        trainer.model.load_state_dict(current)
         torch.testing.assert_close(carry[0], d[:, -1])
         # and the stream really continues: chunk i+1's first input is chunk i's last frame
         assert torch.equal(next_batch.u[:, 0], batch.x[:, -1])
@@ -84,7 +84,7 @@ def test_training_raises_the_validation_elbo(bach_file, tmp_path):
     trainer = Trainer(tiny_config(epochs=6, d=16, a=16, z=4, hidden=32), data, tmp_path / "run")
     trainer.start()
     torch.manual_seed(0)
-    before = score_sequences(trainer.srnn, trainer.valid).per_frame()["per_sequence"]
+    before = score_sequences(trainer.model, trainer.valid).per_frame()["per_sequence"]
     trainer.fit()
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == list(range(1, 7))
@@ -100,7 +100,7 @@ def test_training_on_the_importance_weighted_bound(bach_file, tmp_path):
     trainer = Trainer(tiny_config(epochs=4, d=16, a=16, z=4, hidden=32, elbo="iwae:4"), data, tmp_path / "run")
     trainer.start()
     torch.manual_seed(0)
-    before = score_sequences(trainer.srnn, trainer.valid).per_frame()["per_sequence"]
+    before = score_sequences(trainer.model, trainer.valid).per_frame()["per_sequence"]
     metrics = trainer.fit()
     assert metrics[-1]["valid_elbo"] > before + 5
     # the loss is minus the (annealed) bound, which is above the particles' mean ELBO that training reports
@@ -129,7 +129,7 @@ def _interrupted_and_resumed_like_a_full_run(config, data_file, tmp_path, crashi
     resumed.start(resume=True)
     assert resumed.epoch == resumes_at  # from the last checkpoint, not from the start
     resumed.fit()
-    for (name, a), b in zip(full.srnn.state_dict().items(), resumed.srnn.state_dict().values()):
+    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
     resumed.full = full
     return resumed
@@ -162,7 +162,7 @@ def test_a_run_killed_while_pretraining_its_nade_pretrains_again_the_same_way(ba
     plain = Trainer(dataclasses.replace(config, nade_pretrain=0), data, tmp_path / "plain")
     plain.start()
     plain.fit()
-    assert not torch.equal(plain.srnn.emission.W, full.srnn.emission.W)  # the pretraining did act
+    assert not torch.equal(plain.model.emission.W, full.model.emission.W)  # the pretraining did act
 
 
 def _cli(args, cwd):
@@ -237,7 +237,7 @@ def test_nan_loss_stops_with_message_and_keeps_checkpoints(bach_file, tmp_path):
     trainer.config.epochs = 2
     before = (tmp_path / "run" / "last.pt").read_bytes()
     with torch.no_grad():
-        trainer.srnn.emission.out.bias.fill_(float("nan"))
+        trainer.model.emission.out.bias.fill_(float("nan"))
     with pytest.raises(SRNNError, match=r"diverged.*epoch 2, step 1"):
         trainer.fit()
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
@@ -351,12 +351,12 @@ def test_the_guide_returns_its_last_d_and_sampled_z_for_the_next_chunk():
     torch.manual_seed(0)
     srnn = randomised(SRNN(tiny_config()))
     batch = tiny_batch((6, 6))
-    batch.z0.normal_()
+    batch.state[1].normal_()
     trace = poutine.trace(srnn.guide).get_trace(batch)
     d_last, z_last = trace.nodes["_RETURN"]["value"]
     assert torch.equal(z_last, trace.nodes[f"z_{batch.steps}"]["value"])
-    assert not torch.equal(z_last, batch.z0)
-    torch.testing.assert_close(d_last, srnn.forward_path(batch.u, batch.d0)[:, -1])
+    assert not torch.equal(z_last, batch.state[1])
+    torch.testing.assert_close(d_last, srnn.forward_path(batch.u, batch.state[0])[:, -1])
 
 
 def test_early_stopping_after_patience_validations_without_a_new_best(bach_file, tmp_path):
