@@ -182,6 +182,21 @@ def data_options(default_dataset: str | None = "piano"):
     return decorate
 
 
+def refuse_other_models(ctx, model: str, given: dict):
+    """An option given on the command line that only another model reads is a mistake (--residual for a
+    TSBN): one line naming it, whatever its value."""
+    from pyro_srnn.config import MODEL_FIELDS
+
+    for other, names in MODEL_FIELDS.items():
+        if other == model:
+            continue
+        for name in names:
+            if name in given:
+                option = next(p for p in ctx.command.params if p.name == name)
+                raise UserError(f"{'/'.join(option.opts + option.secondary_opts)} is an option of the "
+                                f"{other.upper()}, not of the {model.upper()} (--model {model})")
+
+
 def given_on_command_line(ctx, name: str) -> bool:
     source = ctx.get_parameter_source(name)
     return source is not None and source.name == "COMMANDLINE"

@@ -8,16 +8,20 @@ from pathlib import Path
 import click
 from rich.progress import TextColumn
 
-from pyro_srnn.config import EMISSIONS, SRNNConfig, parse_augment
+from pyro_srnn.config import EMISSIONS, MODELS, SRNNConfig, parse_augment
 
 from .common import DEFAULT, UserError, chosen_data_file, console, data_options, existing_data_file, friendly_errors, \
-    given_on_command_line, named_data_file, numbers_table, out, prep_command_for, progress_bar, styled
+    given_on_command_line, named_data_file, numbers_table, out, prep_command_for, progress_bar, refuse_other_models, \
+    styled
 
 
 @click.command()
 @data_options("piano")
+@click.option("--model", type=click.Choice(MODELS), default=DEFAULT.model, show_default=True,
+              help="srnn: the SRNN (with --z 0 and --emission nade the RNN, RNN-NADE, SRNN-NADE); tsbn: the "
+                   "one-layer temporal sigmoid belief network of Gan et al. (2015), binary hidden states.")
 @click.option("--z", type=click.IntRange(min=0), default=DEFAULT.z, show_default=True,
-              help="Latent size z (0: the RNN).")
+              help="Latent size: the SRNN's z_t (0: the RNN), the TSBN's J hidden units h_t.")
 @click.option("--d", type=click.IntRange(min=1), default=DEFAULT.d, show_default=True, help="Forward GRU size d.")
 @click.option("--a", type=click.IntRange(min=1), default=DEFAULT.a, show_default=True, help="Backward GRU size a.")
 @click.option("--hidden", type=click.IntRange(min=1), default=DEFAULT.hidden, show_default=True,
@@ -47,9 +51,13 @@ from .common import DEFAULT, UserError, chosen_data_file, console, data_options,
 @click.option("--dropout", type=click.FloatRange(min=0, max=1, max_open=True), default=DEFAULT.dropout,
               show_default=True, help="Dropout rate in training on the embedding e(.) and the emission's hidden "
                                       "layer (0: off, as the paper).")
-@click.option("--elbo", metavar="KIND", default=DEFAULT.elbo, show_default=True,
-              help="trace: Trace_ELBO; analytic: TraceMeanField_ELBO (analytic KL per step, as the paper); iwae:K: "
-                   "the importance-weighted bound with K particles (K times the work per update).")
+@click.option("--elbo", metavar="KIND", default=None, show_default="the model's first below",
+              help="SRNN: trace: Trace_ELBO; analytic: TraceMeanField_ELBO (analytic KL per step, as the paper); "
+                   "iwae:K: the importance-weighted bound with K particles (K times the work per update). TSBN: "
+                   "tracegraph: TraceGraph_ELBO, the score function with downstream costs and the NVIL baseline; "
+                   "trace: the score function of the whole ELBO, no baseline.")
+@click.option("--baseline-hidden", type=click.IntRange(min=0), default=DEFAULT.baseline_hidden, show_default=True,
+              help="TSBN: hidden units of the NVIL baseline network (0: no baseline).")
 @click.option("--schedule", type=click.Choice(["scaled", "fixed"]), default=DEFAULT.schedule, show_default=True,
               help="KL warm-up and constant learning rate: 20 epochs each as the paper (fixed), or their 40% "
                    "share of --epochs when that is under 50 (scaled).")
@@ -79,8 +87,8 @@ from .common import DEFAULT, UserError, chosen_data_file, console, data_options,
 @friendly_errors
 def train(ctx, dataset, variant, data_file, device, run_dir, resume, config_file, nproc, tensorboard, capture,
           **options):
-    """Train an SRNN (or with --z 0 and --emission nade the RNN, RNN-NADE or SRNN-NADE) with the paper's recipe;
-    live progress, metrics.jsonl, last.pt and best.pt."""
+    """Train an SRNN (or with --z 0 and --emission nade the RNN, RNN-NADE or SRNN-NADE; with --model tsbn the
+    TSBN) with the paper's recipe; live progress, metrics.jsonl, last.pt and best.pt."""
     import time
 
     from data_prep.h5 import PianoRollFile
@@ -93,17 +101,22 @@ def train(ctx, dataset, variant, data_file, device, run_dir, resume, config_file
     saved = RunDir(run_dir).record() if resume else None  # config.json, or the record last.pt carries
     named = chosen_data_file(ctx, dataset, variant, data_file)
     given = {k: v for k, v in options.items() if given_on_command_line(ctx, k)}
+    if options["elbo"] is None:  # the model's own default (pyro_srnn.config.MODEL_ELBOS)
+        del options["elbo"]
     if config_file:
         if resume:
             raise UserError("--config starts a run from a recorded configuration and --resume continues one from "
                             "its own record: give one of them")
         recorded = read_record(config_file)
+        refuse_other_models(ctx, given.get("model", recorded["config"].get("model", "srnn")), given)
         config = SRNNConfig.from_dict({**recorded["config"], **given})
         data_file = named if data_file or given_on_command_line(ctx, "dataset") else recorded_data(recorded, config_file)
     elif saved:
+        refuse_other_models(ctx, given.get("model", saved["config"].get("model", "srnn")), given)
         config = RunDir(run_dir).resume_config(given)
         data_file = data_file or data_location(saved, run_dir) or saved.get("data") or named
     else:
+        refuse_other_models(ctx, options["model"], given)
         config = SRNNConfig(**options)
         data_file = named
     if not Path(data_file).exists():
@@ -179,7 +192,8 @@ def train(ctx, dataset, variant, data_file, device, run_dir, resume, config_file
         console.print(styled(("--capture", "yellow"), f": {trainer.capture_problem}; the step runs eagerly"))
     trainer.start(resume=resume)
     writer = SummaryWriter(str(trainer.run.path / "tensorboard")) if tensorboard else None
-    summary = (f": {data.dataset} ({data.path}), {config.model_name}, d={config.d} a={config.a} z={config.z}, "
+    sizes = f"d={config.d} a={config.a} z={config.z}" if config.model == "srnn" else f"J={config.z}"
+    summary = (f": {data.dataset} ({data.path}), {config.model_name}, {sizes}, "
                f"{trainer.config.epochs} epochs"
                + (f" ({config.updates} updates)" if config.updates else "")
                + f", {config.elbo} {'bound' if config.iwae_particles else 'ELBO'}, device {trainer.device}"

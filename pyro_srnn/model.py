@@ -317,11 +317,13 @@ class SRNN(SequenceModel):
     def pretrain_updates(self) -> int:
         return self.config.nade_pretrain if self.config.emission == "nade" else 0
 
-    def pretrain(self, frames: torch.Tensor, on_step=None) -> float | None:
-        """The NADE emission's pretraining (:meth:`Emission.pretrain_nade`); None for the Bernoulli one."""
+    def pretrain(self, frames, on_step=None) -> float | None:
+        """The NADE emission's pretraining (:meth:`Emission.pretrain_nade`); none for the Bernoulli one."""
         c = self.config
         if not self.pretrain_updates:
             return None
+        device = self.emission.W.device
+        frames = torch.as_tensor(frames, dtype=torch.float32, device=device)
         return self.emission.pretrain_nade(frames, c.nade_pretrain, c.nade_pretrain_lr, c.seed, on_step)
 
     @classmethod

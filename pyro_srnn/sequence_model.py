@@ -99,11 +99,12 @@ class SequenceModel(nn.Module):
 
     @property
     def pretrain_updates(self) -> int:
-        """Updates of :meth:`pretrain` before the first epoch (0: none)."""
+        """The updates :meth:`pretrain` reports to ``on_step`` (0: none worth a progress bar)."""
         return 0
 
-    def pretrain(self, frames: torch.Tensor, on_step=None) -> float | None:
-        """Fit a part of the model to training frames (n, 88) before training starts; returns its final score."""
+    def pretrain(self, frames, on_step=None) -> float | None:
+        """Before the first update: start a part of the model from the training frames (an array (n, 88)),
+        deterministically. Returns its final score per frame, if it has one; the default does nothing."""
         return None
 
     @classmethod

@@ -264,12 +264,10 @@ class Trainer:
 
     def _fit(self) -> list:
         history = []
-        if self.step_count == 0 and self.model.pretrain_updates:
-            # before the first checkpoint, so a run killed here pretrains again, the same way
-            if self.hooks.pretrain_start:
+        if self.step_count == 0:  # before the first checkpoint, so a run killed here pretrains again, the same way
+            if self.model.pretrain_updates and self.hooks.pretrain_start:
                 self.hooks.pretrain_start(self.model.pretrain_updates)
-            frames = torch.as_tensor(self.data.split("train").rolls, dtype=torch.float32, device=self.device)
-            self.pretrain_log_likelihood = self.model.pretrain(frames, self.hooks.pretrain_step)
+            self.pretrain_log_likelihood = self.model.pretrain(self.data.split("train").rolls, self.hooks.pretrain_step)
         while self.epoch < self.config.epochs and not self.stopped_early:
             metrics = self.train_epoch()
             self.epoch += 1

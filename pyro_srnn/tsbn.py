@@ -73,6 +73,13 @@ class TSBN(SequenceModel):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
+    def pretrain(self, frames, on_step=None) -> None:
+        """The emission's biases c start at the log-odds of each key in the training frames: from every key at
+        p = 1/2 (61 nats per frame) the first hundreds of updates would go to learning which keys sound at all."""
+        rate = torch.as_tensor(frames, dtype=torch.float64).mean(0).clamp(1e-4, 1 - 1e-4)
+        with torch.no_grad():
+            self.emission.frames.bias.copy_(torch.logit(rate).to(self.emission.frames.bias))
+
     def initial_state(self, n: int, device="cpu") -> tuple:
         """h_0 = 0."""
         return (torch.zeros(n, self.config.z, device=device),)
