@@ -9,7 +9,7 @@ h_t in {0, 1}^J (J = config.z), h_0 = 0, v_0 = 0 (u_t = v_{t-1}, as the SRNN's i
 reparameterised gradient: the TSBN trains by the score function with TraceGraph_ELBO, whose learning signal
 for h_t holds only the costs downstream of it (every site from step t on: hence one observed site per step),
 minus a baseline: the NVIL network of Mnih and Gregor (2014), a small MLP of what h_t's guide distribution
-sees and of the frames left in the chunk, trained by Pyro to regress the learning signal.
+sees and of the frames still to come in the chunk, trained by Pyro to regress the learning signal.
 """
 from __future__ import annotations
 
@@ -42,8 +42,11 @@ class SigmoidBelief(nn.Module):
 
 
 class Baseline(nn.Module):
-    """NVIL's data-dependent baseline b(v_t, v_{t-1}, h_{t-1}, frames left): a one-hidden-layer MLP whose
-    output, one number per sequence, Pyro subtracts from h_t's learning signal (and trains towards it)."""
+    """NVIL's data-dependent baseline b(v_t, v_{t-1}, h_{t-1}, the frames after t): a one-hidden-layer MLP whose
+    output, one number per sequence, Pyro subtracts from h_t's learning signal (and trains towards it). The
+    signal sums the costs of every frame from t to the chunk's end, so what those frames hold (their number,
+    and how often each key sounds in them) predicts most of it; they are data, not draws, so the baseline may
+    see them and the gradient stays unbiased."""
 
     def __init__(self, in_dim: int, hidden: int):
         super().__init__()
@@ -66,7 +69,7 @@ class TSBN(SequenceModel):
         self.transition = SigmoidBelief(J, M, J)  # (T1): W1, W3, b
         self.emission = SigmoidBelief(J, M, M)  # (T2): W2, W4, c
         self.recognition = SigmoidBelief(J, 2 * M, J)  # (T3): U1, [U2 U3], d
-        self.baseline = Baseline(2 * M + J + 1, config.baseline_hidden) if config.baseline_hidden else None
+        self.baseline = Baseline(3 * M + J + 1, config.baseline_hidden) if config.baseline_hidden else None
         for module in self.modules():  # small weights: every unit starts near p = 1/2, as in the paper's code
             if isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, 0.0, 0.01)
@@ -108,23 +111,26 @@ class TSBN(SequenceModel):
         pyro.module("tsbn", self)
         seen = torch.cat([batch.x, batch.u], dim=-1)  # [v_t, v_{t-1}]
         recognition_v = self.recognition.frames_part(seen)  # U2 v_t + U3 v_{t-1} + d, every step
-        frames_left = batch.mask.flip(1).cumsum(1).flip(1).to(batch.x.dtype)  # frames t..T of the chunk
+        real = batch.mask.to(batch.x.dtype)
+        frames_left = real.flip(1).cumsum(1).flip(1)  # frames t..T of the chunk
+        keys_after = (batch.x * real.unsqueeze(-1)).flip(1).cumsum(1).flip(1) - batch.x * real.unsqueeze(-1)
         (h_prev,) = batch.state
         with pyro.plate("sequences", batch.size):
             for t in pyro.markov(range(batch.steps)):
                 logits = self.recognition(recognition_v[t], h_prev)  # (T3)
                 with poutine.mask(mask=batch.mask[:, t]), poutine.scale(scale=kl_scale):
                     h = pyro.sample(f"h_{t + 1}", dist.Bernoulli(logits=logits).to_event(1),
-                                    infer=self._baseline(seen[:, t], h_prev, frames_left[:, t]))
+                                    infer=self._baseline(seen[:, t], h_prev, frames_left[:, t], keys_after[:, t]))
                 h_prev = h
         return (h_prev,)
 
-    def _baseline(self, seen_t, h_prev, frames_left_t) -> dict:
+    def _baseline(self, seen_t, h_prev, frames_left_t, keys_after_t) -> dict:
         """The site's baseline for TraceGraph_ELBO: the NVIL network's guess of its learning signal (none
-        without a network). Its inputs are all upstream of h_t, so the gradient stays unbiased."""
+        without a network). Its inputs are data and h_{t-1}, none downstream of h_t, so the gradient stays
+        unbiased."""
         if self.baseline is None:
             return {}
-        inputs = torch.cat([seen_t, h_prev, frames_left_t.unsqueeze(-1) / 100.0], dim=-1)
+        inputs = torch.cat([seen_t, h_prev, frames_left_t.unsqueeze(-1) / 100.0, keys_after_t / 100.0], dim=-1)
         return {"baseline": {"nn_baseline": self.baseline, "nn_baseline_input": inputs}}
 
     def generate(self, u: torch.Tensor, state: tuple, temperature: float = 1.0, z_scale: float = 1.0):

@@ -48,6 +48,18 @@ def tiny_run(bach_file, tmp_path_factory) -> Path:
     return trainer.run.path
 
 
+@pytest.fixture(scope="session")
+def tiny_tsbn_run(bach_file, tmp_path_factory) -> Path:
+    """The run directory of a tiny TSBN trained for one epoch on the Bach file."""
+    from data_prep.h5 import PianoRollFile
+    from pyro_srnn.train import Trainer
+
+    trainer = Trainer(tiny_tsbn_config(epochs=1), PianoRollFile(bach_file), tmp_path_factory.mktemp("tsbn") / "run")
+    trainer.start()
+    trainer.fit()
+    return trainer.run.path
+
+
 def tiny_config(**overrides):
     from pyro_srnn.config import SRNNConfig
 

@@ -15,7 +15,7 @@ from pyro_srnn.evaluate import SequenceScores, score_sequences
 from pyro_srnn.config import SRNNConfig
 from pyro_srnn.model import SRNN
 from pyro_srnn.train import Trainer
-from tests.conftest import random_roll, tiny_config
+from tests.conftest import random_roll, tiny_config, tiny_tsbn_config
 from tests.test_model import hand_gru, randomised, f
 
 
@@ -64,10 +64,12 @@ def test_elbo_and_iwae_equal_exact_likelihood_when_z_is_idle():
     np.testing.assert_allclose(analytic.elbo, exact, rtol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def trained(bach_file, tmp_path_factory):
-    trainer = Trainer(tiny_config(epochs=4, d=16, a=16, z=4, hidden=32), PianoRollFile(bach_file),
-                      tmp_path_factory.mktemp("run") / "run")
+@pytest.fixture(scope="module", params=["srnn", "tsbn"])
+def trained(bach_file, tmp_path_factory, request):
+    """A small trained model of each family: the evaluation tests that take it run on both."""
+    config = (tiny_config(epochs=4, d=16, a=16, z=4, hidden=32) if request.param == "srnn"
+              else tiny_tsbn_config(epochs=4, z=8, lr=3e-2))  # far enough from q = p = 1/2 to have a gap
+    trainer = Trainer(config, PianoRollFile(bach_file), tmp_path_factory.mktemp("run") / "run")
     trainer.start()
     trainer.fit()
     return trainer

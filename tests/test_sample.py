@@ -9,12 +9,13 @@ from cli.main import srnn as srnn_cli
 from data_prep.midi import beat_grid, read_midi_roll, roll_to_midi
 from pyro_srnn.model import SRNN
 from pyro_srnn.sample import sample_rolls
-from tests.conftest import tiny_config
+from tests.conftest import tiny_config, tiny_tsbn_config
 
 
-@pytest.fixture
-def run_dir(tiny_run):
-    return tiny_run
+@pytest.fixture(params=["srnn", "tsbn"])
+def run_dir(request):
+    """Every sampling test runs on both model families."""
+    return request.getfixturevalue("tiny_run" if request.param == "srnn" else "tiny_tsbn_run")
 
 
 def test_sampled_midi_reads_back_exactly(run_dir, tmp_path):
@@ -58,6 +59,14 @@ def test_key_frequencies_match_a_fixed_emission_bias():
     p = torch.sigmoid(bias).numpy()
     n = 400 * 10
     assert np.all(np.abs(frequency - p) < 5 * np.sqrt(p * (1 - p) / n) + 1e-9)
+
+
+def test_z_scale_is_refused_for_the_tsbn_and_taken_by_the_srnn(tiny_run, tiny_tsbn_run, tmp_path):
+    for run, code in ((tiny_run, 0), (tiny_tsbn_run, 1)):
+        result = CliRunner().invoke(srnn_cli, ["sample", "-o", str(tmp_path / f"{code}.mid"), "--run", str(run),
+                                               "--steps", "8", "--z-scale", "0.5"])
+        assert result.exit_code == code, result.output
+    assert "--z-scale does not apply to the TSBN" in result.output and "Traceback" not in result.output
 
 
 def test_primed_sample_starts_with_the_primer(run_dir, tmp_path):

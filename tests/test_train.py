@@ -15,7 +15,7 @@ from pyro_srnn.batching import make_streams, tbptt_chunks
 from pyro_srnn.errors import RunBusy, SRNNError
 from pyro_srnn.evaluate import score_sequences
 from pyro_srnn.train import Hooks, Trainer, kl_temperature, learning_rate
-from tests.conftest import tiny_config
+from tests.conftest import tiny_config, tiny_tsbn_config
 
 
 @pytest.mark.parametrize("name", ["jsb", "piano"])
@@ -135,9 +135,10 @@ def _interrupted_and_resumed_like_a_full_run(config, data_file, tmp_path, crashi
     return resumed
 
 
-@pytest.mark.parametrize("model", [{}, NADE_RUN, {"z": 0, **NADE_RUN}])
+@pytest.mark.parametrize("model", [{}, NADE_RUN, {"z": 0, **NADE_RUN}, "tsbn"])
 def test_resume_after_interruption_matches_uninterrupted_run(bach_file, tmp_path, model):
-    config = tiny_config(epochs=3, augment_transpose=3, **model)
+    config = (tiny_tsbn_config(epochs=3, augment_transpose=3) if model == "tsbn"
+              else tiny_config(epochs=3, augment_transpose=3, **model))
     steps = {"n": 0}
 
     def crash(frames, metrics):
