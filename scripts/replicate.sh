@@ -238,9 +238,19 @@ case "${1:-}" in
       evaluate_to "docs/runs/$name/music.json" "runs/$name" --music
     done
     ;;
+  tsbn)  # RESULTS section 9: the one-layer TSBN of Gan et al. (2015), J = 100, on DATASETS (all four, variant
+         # boulanger), trained by TraceGraph_ELBO with the NVIL baseline; its recipe (RECIPE) chosen on JSB's
+         # validation ELBO among the probes of section 9. Test: ELBO and IWAE K = 100; music on JSB and Piano-midi.de.
+    for ds in ${DATASETS:-jsb nottingham muse piano}; do
+      name=tsbn-$ds-boulanger-seed${SEED:-0}
+      run "$name" "data/$ds.h5" 100 --model tsbn --z 100 ${RECIPE:---seq-len 20 --lr 3e-3 --updates 3000} \
+        --seed "${SEED:-0}"
+      case $ds in jsb|piano) evaluate_to "docs/runs/$name/music.json" "runs/$name" --music ;; esac  # at T = 1
+    done
+    ;;
   smoke)  # a run of seconds on DATA (data/bach.h5) that shows a lane's machinery: train, score, compare, record
     run smoke "${DATA:-data/bach.h5}" 0 --d 6 --a 5 --z 3 --hidden 8 --epochs 1 --seq-len 20 \
       --batch-size 4
     ;;
-  *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned|probe|arch|x1|notts|draws|nade|nadeprobe|smoke" >&2; exit 2 ;;
+  *) echo "usage: $0 a|b|c|d|e|units|grid|tpe|seeds|tuned|probe|arch|x1|notts|draws|nade|nadeprobe|tsbn|smoke" >&2; exit 2 ;;
 esac

@@ -205,6 +205,23 @@ def test_scoring_flushes_denormals_and_restores_the_mode(monkeypatch):
     assert seen and all(seen) and _flushing() == before
 
 
+def test_flushing_reaches_every_thread_of_the_pool():
+    """torch.set_flush_denormal sets the calling thread's mode only: inside denormals_flushed a product of
+    denormals is flushed in every part the pool's threads compute, and after it none is."""
+    from pyro_srnn.numerics import denormals_flushed
+
+    if torch.get_num_threads() < 2:
+        pytest.skip("needs an intra-op pool of two threads or more")
+    x = torch.full((4_000_000,), 1 << 20, dtype=torch.int32).view(torch.float32)  # 1.5e-39, by its bits
+    (x * 1.0).sum()  # the pool's threads exist before flushing is asked for, as in training
+    parts = torch.get_num_threads()
+    with denormals_flushed():
+        inside = (x * 1.0).view(parts, -1)
+    after = (x * 1.0).view(parts, -1)
+    assert bool((inside == 0).all()), [int((part == 0).sum()) for part in inside]
+    assert bool((after != 0).all())
+
+
 def test_sequence_batches_rebuild_every_sequence_once():
     """Each sequence lands in exactly one batch, as its own frames behind u_1 (zero or given), within the
     frame budget unless it is longer than the budget alone."""
