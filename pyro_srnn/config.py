@@ -249,6 +249,11 @@ class SRNNConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def own_dict(self) -> dict:
+        """:meth:`to_dict` without the fields only other models read (what a TSBN's report page lists)."""
+        other = {k for name, names in MODEL_FIELDS.items() if name != self.model for k in names}
+        return {k: v for k, v in self.to_dict().items() if k not in other}
+
     @classmethod
     def from_dict(cls, values: dict) -> "SRNNConfig":
         known = {f.name for f in dataclasses.fields(cls)}

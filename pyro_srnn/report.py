@@ -156,7 +156,7 @@ def run_report(path, evaluate: bool = False, pieces: int = 3, steps: int = 48, s
             f"checkpoint <code>{_h(run.checkpoint.name)}</code>, {len(metrics)} epochs recorded.</p>"]
     # what a reader comes for first: the numbers and the music; how the run was made last
     details = []
-    config = run.config.to_dict()
+    config = run.config.own_dict()
     fingerprint = record.get("data_fingerprint") or {}
     details.append("<h2>Training</h2>" + (f'<img alt="training curves" src="{curves(metrics)}">' if metrics else
                                           "<p>No epochs recorded yet.</p>"))
@@ -221,15 +221,18 @@ def runs_report(paths) -> str:
         if valid:
             handles.extend(ax.plot(*zip(*valid), marker="."))
             labels.append(plot_text(run.path.name))
-        config = (run.record() or {}).get("config", {})
-        rows.append((run.path.name, *(config.get(k, "") for k in ("a", "d", "z", "seq_len", "elbo")), len(metrics),
+        config = {"model": "srnn", **(run.record() or {}).get("config", {})}  # records before the TSBN: SRNNs
+        if config["model"] != "srnn":  # the SRNN's sizes mean nothing there
+            config = {k: v for k, v in config.items() if k not in ("a", "d")}
+        rows.append((run.path.name, *(config.get(k, "") for k in ("model", "a", "d", "z", "seq_len", "elbo")),
+                     len(metrics),
                      _fmt(max((v for _, v in valid), default=float("nan"))), _fmt(_test_elbo(run.path))))
     ax.set(xlabel="epoch", ylabel="validation ELBO, nats per frame", title="validation ELBO of each run")
     if len(runs) <= 20 and handles:
         ax.legend(handles, labels, fontsize=7, ncol=2)  # given, not collected: a name may start with "_"
     parts = [f"<h1>{len(runs)} runs</h1>", f'<img alt="validation curves" src="{_png(fig)}">',
              "<h2>Runs (click a column to sort)</h2>",
-             _table(("run", "a", "d", "z", "seq_len", "elbo", "epochs", "best valid ELBO", "test ELBO"), rows,
+             _table(("run", "model", "a", "d", "z", "seq_len", "elbo", "epochs", "best valid ELBO", "test ELBO"), rows,
                     sortable=True),
              _data_script(all_metrics), f"<script>{SORT_SCRIPT}</script>"]
     return _page(f"{len(runs)} runs", "".join(parts))
