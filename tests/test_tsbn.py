@@ -157,3 +157,21 @@ def test_options_of_one_model_are_refused_for_the_other():
     with pytest.raises(SRNNError, match="does not train the TSBN"):
         SRNNConfig(model="tsbn", elbo="iwae:5")
     assert SRNNConfig(model="tsbn").elbo == "tracegraph" and SRNNConfig().elbo == "trace"
+
+
+def test_a_tsbn_run_loads_scores_and_samples_through_the_api(tiny_tsbn_run):
+    from pyro_srnn import load_run
+    from pyro_srnn.capture import capture_problem
+    from pyro_srnn.memory import training_bytes
+    from pyro_srnn.tsbn import TSBN
+
+    run = load_run(tiny_tsbn_run)
+    assert isinstance(run.model, TSBN) and run.config.model_name == "TSBN"
+    batch = run.batch("test", n=2)
+    assert len(batch.state) == 1 and batch.state[0].shape == (2, run.config.z)
+    scores = run.score("test", iwae=4)
+    assert np.isfinite(scores.iwae).all() and np.all(scores.kl >= 0)  # the analytic KL of Bernoullis
+    rolls = run.sample(steps=30, n=3)
+    assert rolls.shape == (3, 30, 88) and set(np.unique(rolls)) <= {0, 1}
+    assert "SRNN's" in capture_problem(torch.device("cuda"), 1, run.config)
+    assert 0 < training_bytes(run.config) < training_bytes(SRNNConfig())
