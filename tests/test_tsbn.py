@@ -175,3 +175,31 @@ def test_a_tsbn_run_loads_scores_and_samples_through_the_api(tiny_tsbn_run):
     assert rolls.shape == (3, 30, 88) and set(np.unique(rolls)) <= {0, 1}
     assert "SRNN's" in capture_problem(torch.device("cuda"), 1, run.config)
     assert 0 < training_bytes(run.config) < training_bytes(SRNNConfig())
+
+
+def test_the_command_line_refuses_the_other_models_options_in_one_line(bach_file, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import srnn as srnn_cli
+
+    for args, message in ((["--model", "tsbn", "--residual"], "--residual/--no-residual is an option of the SRNN"),
+                          (["--model", "tsbn", "--d", "300"], "--d is an option of the SRNN, not of the TSBN"),
+                          (["--baseline-hidden", "10"], "--baseline-hidden is an option of the TSBN, not of the SRNN")):
+        result = CliRunner().invoke(srnn_cli, ["train", "--data", str(bach_file), "--run-dir", str(tmp_path / "r"),
+                                               "--epochs", "1", *args])
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
+        assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+def test_a_checkpoint_written_before_the_tsbn_existed_loads_as_an_srnn(tiny_run, tmp_path):
+    from pyro_srnn.checkpoint import atomic_save, load_checkpoint, model_from_checkpoint
+    from pyro_srnn.model import SRNN
+
+    ckpt = load_checkpoint(tiny_run / "best.pt")
+    for key in ("model", "baseline_hidden"):  # the fields this change added to every configuration
+        del ckpt["config"][key]
+    atomic_save(ckpt, tmp_path / "old.pt")
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "old.pt"))
+    assert type(model) is SRNN
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, ckpt["model"][name]), name
