@@ -171,9 +171,7 @@ class SRNNConfig:
                             + ", ".join(repr(k) for k in kinds))
         defaults = SRNNConfig.__dataclass_fields__
         for other, names in MODEL_FIELDS.items():
-            if other == self.model:
-                continue
-            given = [k for k in names if getattr(self, k) != defaults[k].default]
+            given = [k for k in names if other != self.model and getattr(self, k) != defaults[k].default]
             if given:
                 problems.append(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} the "
                                 f"{other.upper()}'s, not the {self.model.upper()}'s")
@@ -243,16 +241,19 @@ class SRNNConfig:
 
     def architecture(self) -> dict:
         """The fields that decide the model's shape, the model's own only."""
-        other = {k for name, names in MODEL_FIELDS.items() if name != self.model for k in names}
-        return {k: getattr(self, k) for k in self.ARCHITECTURE if k not in other}
+        return {k: getattr(self, k) for k in self.ARCHITECTURE if k not in self.other_models_fields}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def own_dict(self) -> dict:
         """:meth:`to_dict` without the fields only other models read (what a TSBN's report page lists)."""
-        other = {k for name, names in MODEL_FIELDS.items() if name != self.model for k in names}
-        return {k: v for k, v in self.to_dict().items() if k not in other}
+        return {k: v for k, v in self.to_dict().items() if k not in self.other_models_fields}
+
+    @property
+    def other_models_fields(self) -> set:
+        """The fields (MODEL_FIELDS) that only models other than this one read."""
+        return {k for name, names in MODEL_FIELDS.items() if name != self.model for k in names}
 
     @classmethod
     def from_dict(cls, values: dict) -> "SRNNConfig":

@@ -253,7 +253,8 @@ class StackedTraceGraph_ELBO(TraceGraph_ELBO):
         downstream = costs.flip(0).cumsum(0).flip(0)  # from step t to the end
         scores = torch.stack([guide_trace.nodes[name]["fn"].log_prob(guide_trace.nodes[name]["value"])
                               for name in latent])  # not scaled, not masked: Pyro's score_function
-        elbo = model_trace.log_prob_sum() - guide_trace.log_prob_sum()
+        model_log_prob = model_trace.log_prob_sum()
+        elbo = model_log_prob - guide_trace.log_prob_sum()
         signal, baseline_loss = downstream, 0.0
         options = baselines[0] if baselines else {}
         if options and all(b.get("nn_baseline") is options["nn_baseline"] for b in baselines):
@@ -263,7 +264,7 @@ class StackedTraceGraph_ELBO(TraceGraph_ELBO):
             baseline_loss = torch.pow(downstream.detach() - baseline, 2.0).sum()
         elif options:
             return self._pyro_loss(model, guide, args, kwargs)
-        surrogate = -(model_trace.log_prob_sum() + (scores * signal.detach()).sum()) + baseline_loss
+        surrogate = -(model_log_prob + (scores * signal.detach()).sum()) + baseline_loss
         return surrogate - surrogate.detach() - elbo.detach()
 
     def _pyro_loss(self, model, guide, args, kwargs):

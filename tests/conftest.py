@@ -39,22 +39,20 @@ def bach_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(bach_file, tmp_path_factory) -> Path:
     """The run directory of a tiny SRNN trained for one epoch on the Bach file."""
-    from data_prep.h5 import PianoRollFile
-    from pyro_srnn.train import Trainer
-
-    trainer = Trainer(tiny_config(epochs=1), PianoRollFile(bach_file), tmp_path_factory.mktemp("tiny") / "run")
-    trainer.start()
-    trainer.fit()
-    return trainer.run.path
+    return _trained_run(tiny_config(epochs=1), bach_file, tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="session")
 def tiny_tsbn_run(bach_file, tmp_path_factory) -> Path:
     """The run directory of a tiny TSBN trained for one epoch on the Bach file."""
+    return _trained_run(tiny_tsbn_config(epochs=1), bach_file, tmp_path_factory.mktemp("tsbn"))
+
+
+def _trained_run(config, data_file: Path, folder: Path) -> Path:
     from data_prep.h5 import PianoRollFile
     from pyro_srnn.train import Trainer
 
-    trainer = Trainer(tiny_tsbn_config(epochs=1), PianoRollFile(bach_file), tmp_path_factory.mktemp("tsbn") / "run")
+    trainer = Trainer(config, PianoRollFile(data_file), folder / "run")
     trainer.start()
     trainer.fit()
     return trainer.run.path
