@@ -84,8 +84,8 @@ def hand_coded_loss(srnn: SRNN, batch, kl_scale=1.0):
     paths = Paths(srnn, batch)
     z, zs, kl = batch.state[1], [], 0.0
     for t in range(batch.steps):
-        dmu_q, lv_q = paths.posterior(t, z)
-        mu_p, lv_p = paths.prior(t, z)
+        dmu_q, lv_q = paths.posterior_step(t, z)
+        mu_p, lv_p = paths.prior_step(t, z)
         var_p, var_q = lv_p.exp() + c.variance_floor, lv_q.exp() + c.variance_floor
         z = mu_p + dmu_q + var_q.sqrt() * torch.randn_like(mu_p)
         kl = kl + 0.5 * ((var_p / var_q).log() + (var_q + dmu_q ** 2) / var_p - 1).sum()

@@ -29,7 +29,7 @@ from torch.distributions import kl_divergence
 
 
 def _diagonal_normal(fn) -> bool:
-    return isinstance(fn, Independent) and type(fn.base_dist) is Normal and fn.reinterpreted_batch_ndims == 1
+    return isinstance(fn, Independent) and isinstance(fn.base_dist, Normal) and fn.reinterpreted_batch_ndims == 1
 
 
 def _stacked_chain(model_trace, guide_trace):

@@ -28,6 +28,7 @@ from pyro import poutine
 from pyro.distributions import TorchDistribution, constraints
 from torch import nn
 
+from .chain import fused_chain
 from .config import SRNNConfig
 from .sequence_model import Batch, SequenceModel
 
@@ -262,6 +263,9 @@ class SRNN(SequenceModel):
             self.prior = GaussianMLPs(c.d, c.z, c.hidden)
             self.posterior = GaussianMLPs(c.a, c.z, c.hidden)
         self.emission = Emission(c.d, c.z, c.hidden, c.x_dim, c.dropout, c.emission, c.nade_hidden)
+        # the step's fused computations: the z-chain as one recurrence (Paths), u and x embedded together
+        # (embeddings); False: as before them, autograd step by step, the reference tests and `srnn bench` use
+        self.fused = True
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -286,16 +290,29 @@ class SRNN(SequenceModel):
 
     def normal(self, mean, logvar) -> dist.Distribution:
         """N(mean, diag(exp(logvar) + 1e-6)) over one z_t."""
-        return dist.Normal(mean, (logvar.exp() + self.config.variance_floor).sqrt()).to_event(1)
+        return dist.Normal(mean, self.standard_deviation(logvar)).to_event(1)
 
-    def forward_path(self, u, d0):
-        """d_t = GRU(d_{t-1}, e(u_t)) for every step."""
-        d, _ = self.gru_d(self.embed(u), d0.unsqueeze(0).contiguous())
+    def standard_deviation(self, logvar: torch.Tensor) -> torch.Tensor:
+        return (logvar.exp() + self.config.variance_floor).sqrt()
+
+    def embeddings(self, u, x):
+        """(e(u_t), e(x_t)) for every step (M1). Within a chunk u_t = x_{t-1}, so e(u) is e(x) one step later
+        with e(u_1) of its own: one embedding of T + 1 frames, half the work of two. Embedded apart when u is
+        anything else, or when dropout draws a mask for each (training with dropout > 0)."""
+        shared = self.fused and not (self.embed.dropout and self.training)
+        if shared and u.shape[1] > 1 and torch.equal(u[:, 1:], x[:, :-1]):
+            e = self.embed(torch.cat([u[:, :1], x], dim=1))
+            return e[:, :-1], e[:, 1:]
+        return self.embed(u), self.embed(x)
+
+    def forward_path(self, u, d0, e_u=None):
+        """d_t = GRU(d_{t-1}, e(u_t)) for every step (e_u: e(u) where already computed)."""
+        d, _ = self.gru_d(self.embed(u) if e_u is None else e_u, d0.unsqueeze(0).contiguous())
         return d
 
-    def inference_path(self, d, x, mask):
+    def inference_path(self, d, x, mask, e_x=None):
         """a_t from a GRU run backwards over [d_t, e(x_t)], over each sequence's own frames only."""
-        inputs = torch.cat([d, self.embed(x)], dim=-1)
+        inputs = torch.cat([d, self.embed(x) if e_x is None else e_x], dim=-1)
         if self.config.filtering:
             return self.filtering_path(inputs)
         index = reversal_index(mask)
@@ -343,11 +360,10 @@ class SRNN(SequenceModel):
         with pyro.plate("sequences", batch.size):
             with poutine.scale(scale=kl_scale):  # KL annealing on the z sites
                 for t in pyro.markov(range(self.latent_steps(batch))):
-                    mu_p, lv_p = paths.prior(t, z_prev)  # (M3)
                     with poutine.mask(mask=batch.mask[:, t]):  # padding
-                        z_prev = pyro.sample(f"z_{t + 1}", self.normal(mu_p, lv_p))
+                        z_prev = pyro.sample(f"z_{t + 1}", paths.prior(t, z_prev))  # (M3)
                     zs.append(z_prev)
-            z = torch.stack(zs, dim=1) if zs else z_prev.new_zeros(batch.size, batch.steps, 0)  # the RNN: no z_t
+            z = paths.stacked(zs) if zs else z_prev.new_zeros(batch.size, batch.steps, 0)  # the RNN: no z_t
             emission = self.emission.distribution(paths.d, z)  # (M4), all steps at once
             pyro.sample("x", emission.mask(batch.mask).to_event(1), obs=batch.x)
 
@@ -358,11 +374,8 @@ class SRNN(SequenceModel):
         z_prev = batch.state[1]
         with pyro.plate("sequences", batch.size), poutine.scale(scale=kl_scale):
             for t in pyro.markov(range(self.latent_steps(batch))):
-                dmu_q, lv_q = paths.posterior(t, z_prev)  # (M6)
-                mu_p, _ = paths.prior(t, z_prev)  # (M3)
-                mu_q = mu_p + dmu_q if self.config.residual else dmu_q
                 with poutine.mask(mask=batch.mask[:, t]):
-                    z_prev = pyro.sample(f"z_{t + 1}", self.normal(mu_q, lv_q))
+                    z_prev = pyro.sample(f"z_{t + 1}", paths.posterior(t, z_prev))  # (M6)
         return paths.d[:, -1], z_prev
 
     def generate(self, u: torch.Tensor, state: tuple, temperature: float = 1.0, z_scale: float = 1.0):
@@ -392,21 +405,28 @@ class SRNN(SequenceModel):
 
 class Paths:
     """What model and guide share for one batch, each part computed at most once: the z-independent paths
-    d and a with the d_t / a_t parts of the first layers over all steps, and the prior of each step.
+    d and a with the d_t / a_t parts of the first layers over all steps, and the z-chain.
 
-    The guide asks for the posterior of step t at its own sample z_{t-1}, which computes the prior of that
-    step in the same products (see :meth:`posterior`); the guide's and the model's (replayed) requests for
-    that prior, with that very tensor, get the stored answer. Asked with any other z_{t-1} (the model run on
-    its own), the prior is computed afresh.
+    The guide's first request (:meth:`posterior` at t = 0) runs the whole chain of its draws at once
+    (:mod:`pyro_srnn.chain`, when ``srnn.fused``): the noise of every step, drawn as the step-by-step
+    guide would draw it, every step's four MLPs and draws in one fused recurrence. Each later request
+    whose z_{t-1} is the chain's own draw (the guide going on, the model replayed on the guide's trace)
+    gets that step of it; a request with any other z_{t-1} (the model run on its own, a guide whose sites
+    a handler replaced) is computed step by step, as all of them are with ``fused`` off.
     """
 
     def __init__(self, srnn: SRNN, batch: Batch):
         self.srnn, self.batch = srnn, batch
         self._prior = {}
+        self._chain = None
+
+    @functools.cached_property
+    def embedded(self):
+        return self.srnn.embeddings(self.batch.u, self.batch.x)
 
     @functools.cached_property
     def d(self):
-        return self.srnn.forward_path(self.batch.u, self.batch.state[0])
+        return self.srnn.forward_path(self.batch.u, self.batch.state[0], self.embedded[0])
 
     @functools.cached_property
     def prior_d(self):
@@ -414,35 +434,113 @@ class Paths:
 
     @functools.cached_property
     def a(self):
-        return self.srnn.inference_path(self.d, self.batch.x, self.batch.mask)
+        return self.srnn.inference_path(self.d, self.batch.x, self.batch.mask, self.embedded[1])
 
-    def prior(self, t: int, z_prev: torch.Tensor):
-        """Mean and log-variance of p(z_t | z_{t-1}, d_t)."""
+    def prior(self, t: int, z_prev: torch.Tensor) -> dist.Distribution:
+        """p(z_t | z_{t-1}, d_t) = N(mu_p, diag(exp(lv_p) + 1e-6)), mu_p, lv_p = MLPs([d_t, z_{t-1}]) (M3)."""
+        chain = self._chain
+        if chain is not None and chain.follows(t, z_prev):
+            return dist.Normal(chain.mu_p[t], chain.sd_p[t]).to_event(1)
+        return self.srnn.normal(*self.prior_step(t, z_prev))
+
+    def posterior(self, t: int, z_prev: torch.Tensor) -> dist.Distribution:
+        """q(z_t | z_{t-1}, a_t) = N(mu_q, diag(exp(lv_q) + 1e-6)) with mu_q = mu_p + dmu_q (the residual
+        mean; dmu_q alone with ``--no-residual``), dmu_q, lv_q = MLPs([a_t, z_{t-1}]) (M6), mu_p from (M3)."""
+        if t == 0 and self.srnn.fused:  # a guide starts: its whole chain, fresh noise
+            self._chain = FusedDraws(self, z_prev)
+        chain = self._chain
+        if chain is not None and chain.follows(t, z_prev):
+            q = DrawnNormal(chain.mu_q[t], chain.sd_q[t])
+            q.draw = chain.z[t]
+            return q.to_event(1)
+        dmu_q, lv_q = self.posterior_step(t, z_prev)
+        mu_p, _ = self.prior_step(t, z_prev)
+        return self.srnn.normal(mu_p + dmu_q if self.srnn.config.residual else dmu_q, lv_q)
+
+    def stacked(self, zs: list) -> torch.Tensor:
+        """The z_t of every step as one (B, T, z) tensor: the chain's own, when these are its draws."""
+        chain = self._chain
+        if chain is not None and len(zs) == len(chain.z) and all(a is b for a, b in zip(zs, chain.z)):
+            return chain.z_batch_first
+        return torch.stack(zs, dim=1)
+
+    def prior_step(self, t: int, z_prev: torch.Tensor):
+        """Mean and log-variance of p(z_t | z_{t-1}, d_t), step by step."""
         stored = self._prior.get(t)
         if stored is None or stored[0] is not z_prev:
             stored = self._prior[t] = (z_prev, self.srnn.prior(self.prior_d[t], z_prev))
         return stored[1]
 
-    def posterior(self, t: int, z_prev: torch.Tensor):
-        """dmu_q and lv_q of q(z_t | z_{t-1}, a_t) (the posterior mean is mu_p + dmu_q with the residual).
+    def posterior_step(self, t: int, z_prev: torch.Tensor):
+        """dmu_q and lv_q of q(z_t | z_{t-1}, a_t), step by step.
 
         The four MLPs of [d_t, z_{t-1}] (prior) and [a_t, z_{t-1}] (posterior) run as one matrix product for
         their z_{t-1} parts and one batched product for their output layers: the same arithmetic as running
-        them separately, in far fewer small products. The prior's half is stored for :meth:`prior`."""
-        first_c, w_z, w_out, b_out = self._joint
+        them separately, in far fewer small products. The prior's half is stored for :meth:`prior_step`."""
+        _, w_z, w_out, b_out = self.joint
         hidden = self.srnn.config.hidden
-        h = clipped_leaky_relu(first_c[t] + z_prev @ w_z)  # (B, 4 hidden)
+        h = clipped_leaky_relu(self.joint_steps[t] + z_prev @ w_z)  # (B, 4 hidden)
         out = torch.baddbmm(b_out, h.view(-1, 4, hidden).transpose(0, 1), w_out)  # (4, B, z)
         mu_p, lv_p, dmu_q, lv_q = out.unbind(0)
         self._prior[t] = (z_prev, (mu_p, lv_p))
         return dmu_q, lv_q
 
     @functools.cached_property
-    def _joint(self):
+    def joint(self):
+        """The four MLPs as one: the d_t and a_t parts of their first layers for every step (B, T, 4 hidden),
+        the z_{t-1} parts (z, 4 hidden), the output layers' weights (4, hidden, z) and biases (4, 1, z)."""
         p, q = self.srnn.prior, self.srnn.posterior
-        first_c = torch.cat([p.first_c(self.d), q.first_c(self.a)], dim=-1).unbind(1)  # per step (B, 4 hidden)
-        w_z = torch.cat([p.first_z.weight, q.first_z.weight]).t()  # (z, 4 hidden)
+        first_c = torch.cat([p.first_c(self.d), q.first_c(self.a)], dim=-1)
+        w_z = torch.cat([p.first_z.weight, q.first_z.weight]).t()
         layers = (p.mean_out, p.logvar_out, q.mean_out, q.logvar_out)
-        w_out = torch.stack([layer.weight.t() for layer in layers])  # (4, hidden, z)
-        b_out = torch.stack([layer.bias for layer in layers]).unsqueeze(1)  # (4, 1, z)
+        w_out = torch.stack([layer.weight.t() for layer in layers])
+        b_out = torch.stack([layer.bias for layer in layers]).unsqueeze(1)
         return first_c, w_z, w_out, b_out
+
+    @functools.cached_property
+    def joint_steps(self):
+        """The first layers' d_t and a_t parts, one (B, 4 hidden) tensor per step: unbind, unlike indexing
+        in the loop, has a backward that does not fill a (B, T, 4 hidden) tensor per step."""
+        return self.joint[0].unbind(1)
+
+
+class DrawnNormal(dist.Normal):
+    """A Normal whose reparameterised draw was made beforehand, from the noise ``Normal.rsample`` would have
+    drawn (by :class:`FusedDraws`): ``rsample`` returns it (``draw``), once per site, as a site samples once."""
+
+    draw = None
+
+    def rsample(self, sample_shape=torch.Size()):
+        if self.draw is not None and not sample_shape:
+            return self.draw
+        return super().rsample(sample_shape)
+
+    def expand(self, batch_shape, _instance=None):  # a plate expands every site's distribution, if only to itself
+        new = super().expand(batch_shape, _instance)
+        if torch.Size(batch_shape) == self.batch_shape:
+            new.draw = self.draw
+        return new
+
+
+class FusedDraws:
+    """A guide's draws z_1..z_T and the distributions they were drawn from, all steps at once
+    (:func:`pyro_srnn.chain.fused_chain`), each as a per-step view."""
+
+    def __init__(self, paths: Paths, z0: torch.Tensor):
+        srnn, (size, steps) = paths.srnn, paths.batch.mask.shape
+        first_c, w_z, w_out, b_out = paths.joint
+        eps = z0.new_empty(steps, size, srnn.config.z)
+        for t in range(steps):  # the noise stream of T draws of Normal.rsample, one per step
+            eps[t].normal_()
+        zs, out = fused_chain(first_c.transpose(0, 1), w_z, w_out, b_out, z0, eps, srnn.config.residual,
+                              srnn.config.variance_floor)
+        mu_p, lv_p, dmu_q, lv_q = out.unbind(1)  # each (T, B, z)
+        self.z0, self.z_batch_first = z0, zs.transpose(0, 1)
+        self.z = zs.unbind(0)
+        self.mu_p, self.sd_p = mu_p.unbind(0), srnn.standard_deviation(lv_p).unbind(0)
+        self.mu_q = (mu_p + dmu_q if srnn.config.residual else dmu_q).unbind(0)
+        self.sd_q = srnn.standard_deviation(lv_q).unbind(0)
+
+    def follows(self, t: int, z_prev: torch.Tensor) -> bool:
+        """Whether z_prev is this chain's z_{t-1} (z_0 at t = 0)."""
+        return z_prev is (self.z[t - 1] if t else self.z0)
