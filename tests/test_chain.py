@@ -1,7 +1,6 @@
 """The fused step (pyro_srnn.chain, the shared embedding) computes the step-by-step autograd step's numbers:
 its backward pass against numerical differentiation, and whole SVI steps against the step by step code
 (``srnn.fused = False``) for every variant of the model and objective."""
-import dataclasses
 
 import numpy as np
 import pyro
