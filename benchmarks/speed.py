@@ -19,16 +19,18 @@ from pyro_srnn.capture import CapturedSteps, capture_problem, make_capturable
 from pyro_srnn.config import SRNNConfig
 from pyro_srnn.elbo import PYRO_ELBOS
 from pyro_srnn.evaluate import make_elbo, score_sequences
-from pyro_srnn.model import SRNN, Paths
+from pyro_srnn.model import SRNN, FusedDraws, Paths
 from pyro_srnn.numerics import denormals_flushed
 from pyro_srnn.sample import sample_rolls
 from pyro_srnn.step import make_optimizer, svi_step
 
 def step_flops(config: SRNNConfig, frames: int) -> float:
-    """FLOPs of one training step: every network once per frame, 2 FLOPs per multiply-add, backward = 2x forward."""
+    """FLOPs of one training step: every network once per frame, 2 FLOPs per multiply-add, backward = 2x forward.
+    The embedding counts once: u_t = x_{t-1}, so one embedding of each frame serves both (the step-by-step
+    step, ``srnn.fused = False``, embeds every frame twice: 2.8 GFLOP more at paper size)."""
     c = config
     x, h, d, a, z = c.x_dim, c.hidden, c.d, c.a, c.z
-    macs = 2 * (x * h + h * h)  # the embedding of u_t and of x_t
+    macs = x * h + h * h  # the embedding of x_t, which is u_{t+1}
     macs += 3 * (h * d + d * d)  # forward GRU
     macs += 3 * ((d + h) * a + a * a) if not c.filtering else (d + h) * h + h * a
     macs += 2 * ((d + z) * h + h * z)  # prior mean and log-variance MLPs
@@ -79,18 +81,27 @@ def interleaved(candidates: dict, repeats: int, device="cpu") -> dict:
 
 def hand_coded_loss(srnn: SRNN, batch, kl_scale=1.0):
     """The same ELBO (analytic KL) from the same network code in plain PyTorch, no Pyro: what the networks
-    alone cost."""
+    alone cost. With ``srnn.fused`` the z-chain is the fused one and the KL one sum over the stacked steps (the
+    arithmetic of our step without Pyro's sites), else step by step."""
     c = srnn.config
     paths = Paths(srnn, batch)
-    z, zs, kl = batch.state[1], [], 0.0
-    for t in range(batch.steps):
-        dmu_q, lv_q = paths.posterior_step(t, z)
-        mu_p, lv_p = paths.prior_step(t, z)
-        var_p, var_q = lv_p.exp() + c.variance_floor, lv_q.exp() + c.variance_floor
-        z = mu_p + dmu_q + var_q.sqrt() * torch.randn_like(mu_p)
-        kl = kl + 0.5 * ((var_p / var_q).log() + (var_q + dmu_q ** 2) / var_p - 1).sum()
-        zs.append(z)
-    logits = srnn.emission(paths.d, torch.stack(zs, 1))
+    if srnn.fused:
+        draws = FusedDraws(paths, batch.state[1])
+        z = draws.z_batch_first
+        (mu_p, sd_p, mu_q, sd_q) = (torch.stack(v) for v in (draws.mu_p, draws.sd_p, draws.mu_q, draws.sd_q))
+        var_p, var_q = sd_p ** 2, sd_q ** 2
+        kl = 0.5 * ((var_p / var_q).log() + (var_q + (mu_q - mu_p) ** 2) / var_p - 1).sum()
+    else:
+        z, zs, kl = batch.state[1], [], 0.0
+        for t in range(batch.steps):
+            dmu_q, lv_q = paths.posterior_step(t, z)
+            mu_p, lv_p = paths.prior_step(t, z)
+            var_p, var_q = lv_p.exp() + c.variance_floor, lv_q.exp() + c.variance_floor
+            z = mu_p + dmu_q + var_q.sqrt() * torch.randn_like(mu_p)
+            kl = kl + 0.5 * ((var_p / var_q).log() + (var_q + dmu_q ** 2) / var_p - 1).sum()
+            zs.append(z)
+        z = torch.stack(zs, 1)
+    logits = srnn.emission(paths.d, z)
     log_px = -torch.nn.functional.binary_cross_entropy_with_logits(logits, batch.x, reduction="sum")
     return -(log_px - kl_scale * kl) / batch.frames
 
@@ -113,13 +124,21 @@ def breakdown(srnn: SRNN, batch, repeats: int) -> dict:
     def gru_a():
         return srnn.gru_a(inputs)[0].sum() if not srnn.config.filtering else srnn.filtering_path(inputs).sum()
 
-    def hoisted():  # the two embeddings, the c_t parts of the first layers and the emission, over all steps
-        e = srnn.embed(batch.u).sum() + srnn.embed(batch.x).sum()
-        pre = torch.stack(srnn.prior.precompute(d), 1).sum() + torch.stack(srnn.posterior.precompute(d), 1).sum()
-        return e + pre + srnn.emission(d, torch.zeros(batch.size, batch.steps, srnn.config.z, device=device)).sum()
+    def hoisted():  # the embedding and the emission, over all steps at once
+        e = sum(e.sum() for e in srnn.embeddings(batch.u, batch.x))
+        return e + srnn.emission(d, torch.zeros(batch.size, batch.steps, srnn.config.z, device=device)).sum()
 
-    return interleaved({"forward GRU": run(gru_d), "backward GRU": run(gru_a), "hoisted layers": run(hoisted),
-                        "hand-coded step (no Pyro)": run(lambda: hand_coded_loss(srnn, batch))}, repeats, device)
+    def chain():  # the four MLPs' first layers on d_t and a_t for all steps, then the fused z-chain
+        paths = Paths(srnn, batch)
+        paths.__dict__["embedded"] = (e_u, e_x)  # computed above, out of this part's time
+        paths.__dict__["d"], paths.__dict__["a"] = d, a
+        draws = FusedDraws(paths, batch.state[1])
+        return sum(t.sum() for t in (draws.z_batch_first, *draws.mu_p, *draws.sd_p, *draws.mu_q, *draws.sd_q))
+
+    e_u, e_x = (e.detach() for e in srnn.embeddings(batch.u, batch.x))
+    a = srnn.inference_path(d, batch.x, batch.mask, e_x).detach()
+    return interleaved({"forward GRU": run(gru_d), "backward GRU": run(gru_a), "embedding and emission": run(hoisted),
+                        "z-chain (fused) with its first layers' d, a parts": run(chain)}, repeats, device)
 
 
 def peak_memory_mb(size: str) -> float:
@@ -193,9 +212,25 @@ def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") ->
     optimizer = make_optimizer(srnn, config)
     naive = NaiveSRNN(srnn)
 
-    def ours(kind):
+    def ours(kind, fused=True):
         elbo = make_elbo(kind)
-        return lambda: svi_step(srnn, elbo, optimizer, config, batch)
+
+        def fn():
+            srnn.fused = fused
+            svi_step(srnn, elbo, optimizer, config, batch)
+            srnn.fused = True
+        return fn
+
+    def hand_coded(fused):
+        def fn():
+            srnn.fused = fused
+            loss = hand_coded_loss(srnn, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(srnn.parameters(), config.max_grad_norm)
+            optimizer.step()
+            srnn.fused = True
+        return fn
 
     def baseline(kind):
         elbo = PYRO_ELBOS[kind]()
@@ -227,6 +262,9 @@ def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") ->
         return lambda: svi_step(model, elbo, variant_optimizer, variant_config, variant_batch)
 
     candidates = {"ours trace": ours("trace"), "ours analytic": ours("analytic"),
+                  "step by step trace": ours("trace", fused=False), "step by step analytic": ours("analytic", False),
+                  "hand-coded analytic (no Pyro)": hand_coded(True),
+                  "hand-coded step by step (no Pyro)": hand_coded(False),
                   "naive trace": baseline("trace"), "naive analytic": baseline("analytic"),
                   **{f"{name} (analytic)": variant(**changes) for name, changes in MODEL_VARIANTS.items()}}
     if capture_problem(torch.device(device)) is None:  # eager and captured side by side
@@ -262,6 +300,8 @@ def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") ->
         "breakdown_seconds": parts,
         "variant_step_seconds": variant_steps,
         "variant_step_ratio": {name: s / steps["ours analytic"] for name, s in variant_steps.items()},
+        "fused_speedup_trace": steps["step by step trace"] / steps["ours trace"],
+        "fused_speedup_analytic": steps["step by step analytic"] / steps["ours analytic"],
         "speedup_trace": steps["naive trace"] / steps["ours trace"],
         "speedup_analytic": steps["naive analytic"] / steps["ours analytic"],
         **({"capture_speedup_trace": steps["ours trace"] / steps["captured trace"],

@@ -58,6 +58,10 @@ from .common import DEFAULT, UserError, chosen_data_file, console, data_options,
                    "trace: the score function of the whole ELBO, no baseline.")
 @click.option("--baseline-hidden", type=click.IntRange(min=0), default=DEFAULT.baseline_hidden, show_default=True,
               help="TSBN: hidden units of the NVIL baseline network (0: no baseline).")
+@click.option("--kl-start", type=click.FloatRange(min=0, max=1, min_open=True), default=DEFAULT.kl_start, show_default=True,
+              help="KL temperature of the first update, raised linearly to 1 over --kl-anneal-epochs.")
+@click.option("--kl-anneal-epochs", type=click.FloatRange(min=0), default=DEFAULT.kl_anneal_epochs,
+              show_default=True, help="Epochs of the KL warm-up (of the paper's 50; see --schedule).")
 @click.option("--schedule", type=click.Choice(["scaled", "fixed"]), default=DEFAULT.schedule, show_default=True,
               help="KL warm-up and constant learning rate: 20 epochs each as the paper (fixed), or their 40% "
                    "share of --epochs when that is under 50 (scaled).")

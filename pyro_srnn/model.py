@@ -28,7 +28,7 @@ from pyro import poutine
 from pyro.distributions import TorchDistribution, constraints
 from torch import nn
 
-from .chain import fused_chain
+from .fused import fused_chain
 from .config import SRNNConfig
 from .sequence_model import Batch, SequenceModel
 
@@ -408,7 +408,7 @@ class Paths:
     d and a with the d_t / a_t parts of the first layers over all steps, and the z-chain.
 
     The guide's first request (:meth:`posterior` at t = 0) runs the whole chain of its draws at once
-    (:mod:`pyro_srnn.chain`, when ``srnn.fused``): the noise of every step, drawn as the step-by-step
+    (:mod:`pyro_srnn.fused`, when ``srnn.fused``): the noise of every step, drawn as the step-by-step
     guide would draw it, every step's four MLPs and draws in one fused recurrence. Each later request
     whose z_{t-1} is the chain's own draw (the guide going on, the model replayed on the guide's trace)
     gets that step of it; a request with any other z_{t-1} (the model run on its own, a guide whose sites
@@ -524,7 +524,7 @@ class DrawnNormal(dist.Normal):
 
 class FusedDraws:
     """A guide's draws z_1..z_T and the distributions they were drawn from, all steps at once
-    (:func:`pyro_srnn.chain.fused_chain`), each as a per-step view."""
+    (:func:`pyro_srnn.fused.fused_chain`), each as a per-step view."""
 
     def __init__(self, paths: Paths, z0: torch.Tensor):
         srnn, (size, steps) = paths.srnn, paths.batch.mask.shape

@@ -226,12 +226,14 @@ case "${1:-}" in
     done
     ;;
   nadeprobe)  # RESULTS section 8: the NADE models on JSB (boulanger), seed 0, the paper recipe with dropout against
-              # the overfitting
+              # the overfitting, and SRNN-NADE with the KL warm-up over 40 of the 50 epochs, not 20 (to keep the
+              # latent layer informative longer)
     for probe in ${PROBES:-rnn-nade-dropout0.3 srnn-nade-dropout0.3}; do
       case $probe in
         rnn-nade-dropout0.3) options=(--z 0 --emission nade --dropout 0.3); k=0 ;;
         srnn-nade-dropout0.3) options=(--emission nade --dropout 0.3); k=100 ;;
-        *) echo "PROBES: rnn-nade-dropout0.3 or srnn-nade-dropout0.3, not $probe" >&2; exit 2 ;;
+        srnn-nade-warmup40) options=(--emission nade --kl-anneal-epochs 40); k=100 ;;
+        *) echo "PROBES: rnn-nade-dropout0.3, srnn-nade-dropout0.3 or srnn-nade-warmup40, not $probe" >&2; exit 2 ;;
       esac
       name=probe-jsb-boulanger-$probe
       run "$name" data/jsb.h5 $k $PAPER --elbo analytic "${options[@]}"

@@ -9,7 +9,7 @@ from cli.main import srnn as srnn_cli
 from data_prep.midi import beat_grid, read_midi_roll, roll_to_midi
 from pyro_srnn.model import SRNN
 from pyro_srnn.sample import sample_rolls
-from tests.conftest import tiny_config, tiny_tsbn_config
+from tests.conftest import tiny_config
 
 
 @pytest.fixture(params=["srnn", "tsbn"])

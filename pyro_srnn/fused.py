@@ -1,13 +1,14 @@
-"""The SRNN's z-chain as one fused recurrence: the guide's T reparameterised draws and the four MLPs of every
-step (M3, M6), forward in one loop, backward in one loop that carries only the gradient of z_{t-1}.
+"""The SRNN's z-chain as one fused autograd function: the guide's T reparameterised draws and the four MLPs of
+every step (M3, M6).
 
-Written with autograd, each of the T steps of the chain keeps a dozen small tensors and its backward pass
-computes every weight's gradient from its own 16 rows, T products summed. Here the backward pass walks the
-steps in reverse carrying dL/dz_{t-1} alone, keeps each step's gradient of the first layers' pre-activations,
-and computes the weight gradients after the loop as one product over all T x B rows (cuDNN's scheme for RNNs).
-The forward arithmetic is the step-by-step code's, operation for operation (:meth:`pyro_srnn.model.Paths.
-posterior` and ``Normal.rsample``), so the draws and every value are bit-for-bit those of the step-by-step
-guide for the same noise; the gradients agree to float rounding (tests/test_chain.py).
+Written with autograd, each of the T steps keeps a dozen small tensors and its backward pass computes every
+weight's gradient from its own 16 rows, T products summed. Here the forward pass runs the T steps in one loop
+keeping what the backward needs; the backward walks the steps in reverse carrying only the gradient of the
+recurrent state, keeps each step's gradient of the pre-activations, and computes the weight gradients after
+the loop as one product over all T x B rows (cuDNN's scheme for RNNs). The forward arithmetic is the step-by-step
+code's, operation for operation (:meth:`pyro_srnn.model.Paths.posterior_step` with ``Normal.rsample``), so
+values and draws are those of the step-by-step code for the same noise; the gradients agree to float rounding
+(tests/test_fused.py). The same scheme for the GRUs measured slower than PyTorch's own (benchmarks/gru.py).
 
     pre_t   = C_t + z_{t-1} W_z                     C_t: the d_t and a_t parts of the four first layers
     h_t     = f(pre_t)                              (B, 4 hidden): prior mean, prior log-variance, posterior
@@ -90,3 +91,4 @@ class FusedChain(torch.autograd.Function):
 def fused_chain(first_c, w_z, w_out, b_out, z0, eps, residual: bool, floor: float):
     """:class:`FusedChain` applied: (z, o) for all steps, as described there."""
     return FusedChain.apply(first_c, w_z, w_out, b_out, z0, eps, residual, floor)
+

@@ -1,4 +1,4 @@
-"""The fused step (pyro_srnn.chain, the shared embedding) computes the step-by-step autograd step's numbers:
+"""The fused step (pyro_srnn.fused, the shared embedding) computes the step-by-step autograd step's numbers:
 its backward pass against numerical differentiation, and whole SVI steps against the step by step code
 (``srnn.fused = False``) for every variant of the model and objective."""
 
@@ -9,7 +9,7 @@ import torch
 from pyro import poutine
 
 from pyro_srnn.batching import padded, to_batch
-from pyro_srnn.chain import fused_chain
+from pyro_srnn.fused import fused_chain
 from pyro_srnn.evaluate import make_elbo
 from pyro_srnn.model import SRNN, Paths, clipped_leaky_relu
 from pyro_srnn.step import make_optimizer, svi_step
@@ -18,7 +18,7 @@ from tests.test_model import randomised
 
 
 def step_by_step_chain(first_c, w_z, w_out, b_out, z0, eps, residual, floor):
-    """The recurrence of pyro_srnn.chain written with autograd, one step at a time."""
+    """The recurrence of pyro_srnn.fused written with autograd, one step at a time."""
     hidden, z, zs, outs = w_out.shape[1], z0, [], []
     for t in range(len(first_c)):
         h = clipped_leaky_relu(first_c[t] + z @ w_z)
@@ -173,3 +173,22 @@ def test_embedding_is_shared_only_when_u_is_x_shifted():
     e_u, e_x = srnn.embeddings(other_u, batch.x)
     torch.testing.assert_close(e_u, srnn.embed(other_u))
     assert e_u._base is None or e_u._base is not e_x._base
+
+
+def test_fused_gru_of_the_benchmark_equals_pytorchs_gru():
+    """benchmarks/gru.py's fused GRU (measured slower, kept for the record) computes nn.GRU's outputs and
+    gradients."""
+    from benchmarks.gru import gru
+
+    torch.manual_seed(0)
+    module = torch.nn.GRU(7, 5, batch_first=True).double()
+    inputs = torch.randn(3, 6, 7, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(3, 6, 5, dtype=torch.float64)
+    results = []
+    for run in (lambda: module(inputs, h0.unsqueeze(0))[0], lambda: gru(module, inputs, h0)):
+        out = run()
+        loss = (out * weights).sum() + (out ** 2).sum()
+        results.append([out, *torch.autograd.grad(loss, [inputs, h0, *module.parameters()])])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
