@@ -1,6 +1,9 @@
 """Wall time of one training epoch (no validation), the fused step against the step-by-step one, back to
 back from the same initial parameters: ``python -m benchmarks.epoch DATA_FILE [paper|small]``.
 
+``python -m benchmarks.epoch runs DATA_FILE FOLDER EPOCHS [paper|small]`` trains two whole runs instead,
+FOLDER/fused and FOLDER/step-by-step, for ``srnn evaluate`` to score and compare (their music included).
+
 Each epoch runs in a fresh run directory under a temporary folder, with the paper's recipe at the given size;
 the step-by-step epoch sets ``model.fused = False`` (pyro_srnn.model.SRNN). Prints seconds, frames per second
 and the ratio, and each epoch's training ELBO per frame (the same noise: equal up to float rounding)."""
@@ -34,6 +37,20 @@ def epoch_seconds(data_file: str, size: str = "paper", fused: bool = True) -> di
             "elbo": metrics["train_elbo"]}
 
 
+def two_runs(data_file: str, folder: str, epochs: str, size: str = "paper"):
+    """Whole runs of the recipe at the given size, fused and step by step, from the same seed."""
+    config = dataclasses.replace(SRNNConfig(**SIZES[size]), epochs=int(epochs))
+    for name, fused in (("fused", True), ("step-by-step", False)):
+        trainer = Trainer(config, PianoRollFile(data_file), Path(folder) / name)
+        trainer.start()
+        trainer.model.fused = fused
+        with denormals_flushed():
+            started = time.perf_counter()
+            history = trainer.fit()
+        print(f"{name}: {time.perf_counter() - started:.0f} s, best validation ELBO {trainer.best_valid:.4f}, "
+              f"last training ELBO {history[-1]['train_elbo']:.4f}")
+
+
 def main(data_file: str, size: str = "paper"):
     rows = {name: epoch_seconds(data_file, size, fused) for name, fused in (("step by step", False), ("fused", True))}
     for name, r in rows.items():
@@ -43,4 +60,7 @@ def main(data_file: str, size: str = "paper"):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if sys.argv[1] == "runs":
+        two_runs(*sys.argv[2:])
+    else:
+        main(*sys.argv[1:])

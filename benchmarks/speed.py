@@ -125,7 +125,7 @@ def breakdown(srnn: SRNN, batch, repeats: int) -> dict:
         return srnn.gru_a(inputs)[0].sum() if not srnn.config.filtering else srnn.filtering_path(inputs).sum()
 
     def hoisted():  # the embedding and the emission, over all steps at once
-        e = sum(e.sum() for e in srnn.embeddings(batch.u, batch.x))
+        e = sum(e.sum() for e in srnn.shared_embeddings(batch.u, batch.x))
         return e + srnn.emission(d, torch.zeros(batch.size, batch.steps, srnn.config.z, device=device)).sum()
 
     def chain():  # the four MLPs' first layers on d_t and a_t for all steps, then the fused z-chain
@@ -135,7 +135,7 @@ def breakdown(srnn: SRNN, batch, repeats: int) -> dict:
         draws = FusedDraws(paths, batch.state[1])
         return sum(t.sum() for t in (draws.z_batch_first, *draws.mu_p, *draws.sd_p, *draws.mu_q, *draws.sd_q))
 
-    e_u, e_x = (e.detach() for e in srnn.embeddings(batch.u, batch.x))
+    e_u, e_x = (e.detach() for e in srnn.shared_embeddings(batch.u, batch.x))
     a = srnn.inference_path(d, batch.x, batch.mask, e_x).detach()
     return interleaved({"forward GRU": run(gru_d), "backward GRU": run(gru_a), "embedding and emission": run(hoisted),
                         "z-chain (fused) with its first layers' d, a parts": run(chain)}, repeats, device)

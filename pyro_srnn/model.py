@@ -295,15 +295,16 @@ class SRNN(SequenceModel):
     def standard_deviation(self, logvar: torch.Tensor) -> torch.Tensor:
         return (logvar.exp() + self.config.variance_floor).sqrt()
 
-    def embeddings(self, u, x):
-        """(e(u_t), e(x_t)) for every step (M1). Within a chunk u_t = x_{t-1}, so e(u) is e(x) one step later
-        with e(u_1) of its own: one embedding of T + 1 frames, half the work of two. Embedded apart when u is
-        anything else, or when dropout draws a mask for each (training with dropout > 0)."""
+    def shared_embeddings(self, u, x):
+        """(e(u_t), e(x_t)) for every step (M1) from one embedding, or None where they cannot share it. Within a
+        chunk u_t = x_{t-1}, so e(u) is e(x) one step later with e(u_1) of its own: one embedding of T + 1
+        frames, half the work of two. None when u is anything else, or when dropout draws a mask for each
+        (training with dropout > 0), or with ``fused`` off."""
         shared = self.fused and not (self.embed.dropout and self.training)
         if shared and u.shape[1] > 1 and torch.equal(u[:, 1:], x[:, :-1]):
             e = self.embed(torch.cat([u[:, :1], x], dim=1))
             return e[:, :-1], e[:, 1:]
-        return self.embed(u), self.embed(x)
+        return None
 
     def forward_path(self, u, d0, e_u=None):
         """d_t = GRU(d_{t-1}, e(u_t)) for every step (e_u: e(u) where already computed)."""
@@ -422,7 +423,8 @@ class Paths:
 
     @functools.cached_property
     def embedded(self):
-        return self.srnn.embeddings(self.batch.u, self.batch.x)
+        """(e(u), e(x)) from one embedding, or (None, None): each path embeds its own."""
+        return self.srnn.shared_embeddings(self.batch.u, self.batch.x) or (None, None)
 
     @functools.cached_property
     def d(self):

@@ -165,30 +165,13 @@ def test_a_replaced_draw_continues_step_by_step():
 def test_embedding_is_shared_only_when_u_is_x_shifted():
     srnn = randomised(SRNN(tiny_config()))
     batch = mixed_batch(srnn.config)
-    e_u, e_x = srnn.embeddings(batch.u, batch.x)
+    e_u, e_x = srnn.shared_embeddings(batch.u, batch.x)
     torch.testing.assert_close(e_u, srnn.embed(batch.u))
     torch.testing.assert_close(e_x, srnn.embed(batch.x))
     assert e_u._base is e_x._base  # one embedding of T + 1 frames
-    other_u = batch.u.flip(1)
-    e_u, e_x = srnn.embeddings(other_u, batch.x)
-    torch.testing.assert_close(e_u, srnn.embed(other_u))
-    assert e_u._base is None or e_u._base is not e_x._base
-
-
-def test_fused_gru_of_the_benchmark_equals_pytorchs_gru():
-    """benchmarks/gru.py's fused GRU (measured slower, kept for the record) computes nn.GRU's outputs and
-    gradients."""
-    from benchmarks.gru import gru
-
-    torch.manual_seed(0)
-    module = torch.nn.GRU(7, 5, batch_first=True).double()
-    inputs = torch.randn(3, 6, 7, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
-    weights = torch.randn(3, 6, 5, dtype=torch.float64)
-    results = []
-    for run in (lambda: module(inputs, h0.unsqueeze(0))[0], lambda: gru(module, inputs, h0)):
-        out = run()
-        loss = (out * weights).sum() + (out ** 2).sum()
-        results.append([out, *torch.autograd.grad(loss, [inputs, h0, *module.parameters()])])
-    for a, b in zip(*results):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert srnn.shared_embeddings(batch.u.flip(1), batch.x) is None
+    srnn.train()
+    assert srnn.shared_embeddings(batch.u, batch.x) is not None  # no dropout: no masks to keep apart
+    dropping = SRNN(tiny_config(dropout=0.3)).train()
+    assert dropping.shared_embeddings(batch.u, batch.x) is None
+    assert dropping.eval().shared_embeddings(batch.u, batch.x) is not None
