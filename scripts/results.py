@@ -57,11 +57,12 @@ def main():
         changes += ["schedule fixed"] if c.get("schedule") == "fixed" else []
         if c.get("emission", "bernoulli") != "bernoulli":  # records from before pretraining existed had none
             changes += [f"emission {c['emission']}, nade-pretrain {c.get('nade_pretrain', 0)}"]
+        changes += [f"model {c['model']}"] if c.get("model", "srnn") != "srnn" else []
         setting = f"{c['z']}, {c['lr']:g}" + (f" ({', '.join(changes)})" if changes else "")
         print(f"| {folder.name} | {r['metrics'][-1]['epoch']} | {setting} | {c['elbo']} | {t['elbo']['per_sequence']:.3f} | "
               f"{t['elbo']['per_sequence_stderr']:.3f} | {t['elbo']['total_frames']:.3f} | {iwae} | "
               f"{fmt(PAPER.get(ds)) if paper_size and folder.name.split('-')[2:3] == ['srnn'] else ''} | "
-              f"{fmt(ref.get(ds)) if c['z'] else ''} |")  # the poster's numbers are an SRNN's
+              f"{fmt(ref.get(ds)) if c['z'] and c.get('model', 'srnn') == 'srnn' else ''} |")  # an SRNN's numbers
     seeds_table()
     boulanger_table()
     merged_table()
