@@ -508,7 +508,7 @@ class Paths:
 
 class DrawnNormal(dist.Normal):
     """A Normal whose reparameterised draw was made beforehand, from the noise ``Normal.rsample`` would have
-    drawn (by :class:`FusedDraws`): ``rsample`` returns it (``draw``), once per site, as a site samples once."""
+    drawn (by :class:`FusedDraws`): ``rsample`` returns it (``draw``); with a sample shape it draws afresh."""
 
     draw = None
 
