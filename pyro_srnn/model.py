@@ -524,6 +524,15 @@ class DrawnNormal(dist.Normal):
         return new
 
 
+def step_noise(steps: int, size: int, z_dim: int, like: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise (steps, size, z_dim) as T draws of ``Normal.rsample`` (size, z_dim) take it from
+    the random stream, one per step: the step-by-step guide's noise, value for value."""
+    eps = like.new_empty(steps, size, z_dim)
+    for t in range(steps):
+        eps[t].normal_()
+    return eps
+
+
 class FusedDraws:
     """A guide's draws z_1..z_T and the distributions they were drawn from, all steps at once
     (:func:`pyro_srnn.fused.fused_chain`), each as a per-step view."""
@@ -531,9 +540,7 @@ class FusedDraws:
     def __init__(self, paths: Paths, z0: torch.Tensor):
         srnn, (size, steps) = paths.srnn, paths.batch.mask.shape
         first_c, w_z, w_out, b_out = paths.joint
-        eps = z0.new_empty(steps, size, srnn.config.z)
-        for t in range(steps):  # the noise stream of T draws of Normal.rsample, one per step
-            eps[t].normal_()
+        eps = step_noise(steps, size, srnn.config.z, z0)
         zs, out = fused_chain(first_c.transpose(0, 1), w_z, w_out, b_out, z0, eps, srnn.config.residual,
                               srnn.config.variance_floor)
         mu_p, lv_p, dmu_q, lv_q = out.unbind(1)  # each (T, B, z)

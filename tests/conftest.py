@@ -11,6 +11,39 @@ def pytest_configure(config):
         os.environ["SRNN_SOURCE_DIR"] = str(Path(os.environ["SRNN_SOURCE_DIR"]).resolve())
 
 
+def mean_draw(self, sample_shape=()):
+    """Normal.rsample at the mean, for tests that compare runs which draw their noise differently."""
+    import torch
+
+    return self.loc.expand(torch.Size(sample_shape) + self.loc.shape)
+
+
+def no_noise(steps, size, z_dim, like):
+    """pyro_srnn.model.step_noise without noise: the fused chain's draws at their means."""
+    return like.new_zeros(steps, size, z_dim)
+
+
+def draw_means():
+    """Every z_t at its distribution's mean, in the fused chain and step by step."""
+    import pyro.distributions as dist
+
+    import pyro_srnn.model
+
+    dist.Normal.rsample = mean_draw
+    pyro_srnn.model.step_noise = no_noise
+
+
+@pytest.fixture
+def posterior_mean_z(monkeypatch):
+    """:func:`draw_means` for one test: its scores and steps become functions of the data alone."""
+    import pyro.distributions as dist
+
+    import pyro_srnn.model
+
+    monkeypatch.setattr(dist.Normal, "rsample", mean_draw)
+    monkeypatch.setattr(pyro_srnn.model, "step_noise", no_noise)
+
+
 @pytest.fixture
 def source_dir() -> Path:
     """The real benchmark data; tests that need it skip where it is not supplied."""

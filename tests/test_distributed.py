@@ -5,7 +5,6 @@ import socket
 import subprocess
 import sys
 
-import pyro.distributions as dist
 import torch
 import torch.distributed
 import torch.multiprocessing as mp
@@ -13,20 +12,13 @@ import torch.multiprocessing as mp
 from data_prep.h5 import PianoRollFile
 from pyro_srnn.batching import tbptt_chunks, to_batch
 from pyro_srnn.train import Trainer
-from tests.conftest import tiny_config
+from tests.conftest import draw_means, tiny_config
 
 
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _deterministic_z():
-    # z at the posterior mean: the step becomes a function of the data alone, so that one process and two,
-    # which draw their noise differently, must agree exactly
-    dist.Normal.rsample = lambda self, sample_shape=torch.Size(): self.loc.expand(
-        torch.Size(sample_shape) + self.loc.shape)
 
 
 def _one_step(trainer):
@@ -37,18 +29,16 @@ def _one_step(trainer):
 
 def _worker(rank, world, port, data_path, out_dir):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank))
-    _deterministic_z()
+    draw_means()  # z at the posterior mean: one process and two, which draw their noise differently, agree exactly
     trainer = Trainer(tiny_config(), PianoRollFile(data_path), os.path.join(out_dir, "run"), "cpu")
     trainer.start()
     torch.save(_one_step(trainer), os.path.join(out_dir, f"rank{rank}.pt"))
     torch.distributed.destroy_process_group()
 
 
-def test_two_processes_take_the_single_process_step(bach_file, tmp_path, monkeypatch):
+def test_two_processes_take_the_single_process_step(bach_file, tmp_path, posterior_mean_z):
     mp.spawn(_worker, args=(2, _free_port(), str(bach_file), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
-    monkeypatch.setattr(dist.Normal, "rsample", lambda self, sample_shape=torch.Size(): self.loc.expand(
-        torch.Size(sample_shape) + self.loc.shape))
     single = Trainer(tiny_config(), PianoRollFile(bach_file), tmp_path / "single", "cpu")
     expected = _one_step(single)
     for name, value in expected.items():
