@@ -89,7 +89,7 @@ def sequence_terms(model_trace, guide_trace, kl_form: str = "analytic", chain=No
     reconstruction = 0
     for site in model_trace.nodes.values():
         if site["type"] == "sample" and site["is_observed"]:
-            reconstruction = reconstruction + scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"],
+            reconstruction = reconstruction + scale_and_mask(_log_prob(site), site["scale"],
                                                              site["mask"])
     if chain is None:
         return _site_by_site(model_trace, guide_trace, kl_form, reconstruction)
@@ -108,6 +108,12 @@ def sequence_terms(model_trace, guide_trace, kl_form: str = "analytic", chain=No
     return SequenceTerms(reconstruction, kl_sum, kl_scaled)
 
 
+def _log_prob(site) -> torch.Tensor:
+    """log p(value) of a site, unscaled and unmasked: the one its trace's ``compute_log_prob`` cached, if run."""
+    cached = site.get("unscaled_log_prob")
+    return site["fn"].log_prob(site["value"]) if cached is None else cached
+
+
 def _site_by_site(model_trace, guide_trace, kl_form: str, reconstruction) -> SequenceTerms:
     """:func:`sequence_terms` for latent sites of any distribution, each with its own scale and mask."""
     kl_sum = kl_scaled = torch.zeros_like(reconstruction)
@@ -118,7 +124,8 @@ def _site_by_site(model_trace, guide_trace, kl_form: str, reconstruction) -> Seq
         if kl_form == "analytic":
             term = kl_divergence(q["fn"], p["fn"])
         else:
-            term = q["fn"].log_prob(q["value"]) - p["fn"].log_prob(q["value"])
+            log_p = _log_prob(p) if p["value"] is q["value"] else p["fn"].log_prob(q["value"])  # replayed: the same
+            term = _log_prob(q) - log_p
         term = scale_and_mask(term, 1.0, q["mask"])
         kl_sum = kl_sum + term
         kl_scaled = kl_scaled + q["scale"] * term
@@ -236,10 +243,10 @@ class StackedTraceGraph_ELBO(TraceGraph_ELBO):
         reparameterised = any(site["fn"].has_rsample for site in guide_trace.nodes.values() if site["type"] == "sample")
         if reparameterised or any(set(b) - {"nn_baseline", "nn_baseline_input"} for b in baselines):
             return self._pyro_loss(model, guide, args, kwargs)  # traced again: new draws
-        terms = sequence_terms(model_trace, guide_trace, "trace")
-        self.last_terms = SequenceTerms(*(t.detach() for t in terms))
         model_trace.compute_log_prob()
         guide_trace.compute_log_prob()
+        terms = sequence_terms(model_trace, guide_trace, "trace")  # from the log-probabilities just computed
+        self.last_terms = SequenceTerms(*(t.detach() for t in terms))
         latent = [name for name, site in guide_trace.nodes.items() if site["type"] == "sample"]
         step_cost = {name: -guide_trace.nodes[name]["log_prob"] for name in latent}  # the terms of each step
         step = None
@@ -251,8 +258,7 @@ class StackedTraceGraph_ELBO(TraceGraph_ELBO):
                 step_cost[step] = step_cost[step] + site["log_prob"]
         costs = torch.stack([step_cost[name] for name in latent])  # (T, sequences)
         downstream = costs.flip(0).cumsum(0).flip(0)  # from step t to the end
-        scores = torch.stack([guide_trace.nodes[name]["fn"].log_prob(guide_trace.nodes[name]["value"])
-                              for name in latent])  # not scaled, not masked: Pyro's score_function
+        scores = torch.stack([_log_prob(guide_trace.nodes[name]) for name in latent])  # Pyro's score_function
         model_log_prob = model_trace.log_prob_sum()
         elbo = model_log_prob - guide_trace.log_prob_sum()
         signal, baseline_loss = downstream, 0.0
