@@ -64,8 +64,9 @@ def matmul_rate(n=2048, device="cpu") -> float:
     return 2 * n ** 3 / (time.perf_counter() - started)
 
 
-def interleaved(candidates: dict, repeats: int, device="cpu") -> dict:
-    """Median seconds of each candidate, run round-robin so that machine noise hits all alike."""
+def interleaved(candidates: dict, repeats: int, device="cpu", every_repeat: dict | None = None) -> dict:
+    """Median seconds of each candidate, run round-robin so that machine noise hits all alike; each repeat's
+    seconds go to ``every_repeat`` (by candidate) when given, so that a slow outlier can be seen."""
     for fn in candidates.values():  # warm-up
         fn()
     times = {name: [] for name in candidates}
@@ -76,6 +77,8 @@ def interleaved(candidates: dict, repeats: int, device="cpu") -> dict:
             fn()
             synchronize(device)
             times[name].append(time.perf_counter() - started)
+    if every_repeat is not None:
+        every_repeat.update(times)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -269,7 +272,8 @@ def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") ->
                   **{f"{name} (analytic)": variant(**changes) for name, changes in MODEL_VARIANTS.items()}}
     if capture_problem(torch.device(device)) is None:  # eager and captured side by side
         candidates.update({"captured trace": captured("trace"), "captured analytic": captured("analytic")})
-    steps = interleaved(candidates, repeats, device)
+    repeat_seconds = {}
+    steps = interleaved(candidates, repeats, device, repeat_seconds)
     variant_steps = {name: steps.pop(f"{name} (analytic)") for name in MODEL_VARIANTS}
     rate = statistics.median(matmul_rate(device=device) for _ in range(5))
     flops = step_flops(config, BATCH * STEPS)
@@ -296,7 +300,9 @@ def run_benchmark(size: str = "paper", repeats: int = 5, device: str = "cpu") ->
     result = {
         "size": size, "config": SIZES[size], "batch": [BATCH, STEPS], "torch": torch.__version__,
         "threads": torch.get_num_threads(), "device": str(device),
-        "step_seconds": steps, "matmul_gflops": rate / 1e9, "step_gflop": flops / 1e9,
+        "step_seconds": steps, "step_repeat_seconds": repeat_seconds,
+        "slowest_over_median": {k: max(repeat_seconds[k]) / v for k, v in steps.items()},
+        "matmul_gflops": rate / 1e9, "step_gflop": flops / 1e9,
         "breakdown_seconds": parts,
         "variant_step_seconds": variant_steps,
         "variant_step_ratio": {name: s / steps["ours analytic"] for name, s in variant_steps.items()},

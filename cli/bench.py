@@ -32,10 +32,10 @@ def bench(size, repeats, device, eval_data, as_json):
         out.print_json(json.dumps(r))
         return
     table = numbers_table(f"{size} size, batch {BATCH} x {STEPS}, torch {r['torch']}, {r['threads']} threads, {r['device']}",
-                          ("step (median)", "seconds", "GFLOP/s", "of matmul peak"))
+                          ("step (median)", "seconds", "GFLOP/s", "of matmul peak", "slowest / median"))
     for name, seconds in r["step_seconds"].items():
         table.add_row(name, f"{seconds:.3f}", f"{r['achieved_gflops'][name]:.1f}",
-                      f"{100 * r['fraction_of_matmul_peak'][name]:.1f}%")
+                      f"{100 * r['fraction_of_matmul_peak'][name]:.1f}%", f"{r['slowest_over_median'][name]:.2f}")
     out.print(table)
     variants = numbers_table("other models, the analytic step in the same run", ("model", "seconds", "x SRNN"))
     for name, seconds in r["variant_step_seconds"].items():
