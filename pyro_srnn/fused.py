@@ -21,6 +21,11 @@ from __future__ import annotations
 import torch
 
 
+def clipped_leaky_relu(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """f(x) = clip(leaky_relu(x, slope 1/3), -3, 3), the paper's nonlinearity (here beside its backward pass)."""
+    return torch.clamp(torch.nn.functional.leaky_relu(x, 1.0 / 3.0), -3.0, 3.0, out=out)
+
+
 def _clipped_leaky_relu_backward(grad: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """dL/dpre from dL/dh, h = f(pre), read off h alone: clamp passes the gradient inside (-3, 3) (autograd's
     clamp also at exactly -3 and 3, a set of measure zero), leaky_relu scales it by 1 where h > 0, else 1/3."""
@@ -43,8 +48,7 @@ class FusedChain(torch.autograd.Function):
         sd_q = first_c.new_empty(steps, size, z_dim)
         z_prev = z0
         for t in range(steps):
-            h = torch.clamp(torch.nn.functional.leaky_relu(first_c[t] + z_prev @ w_z, 1.0 / 3.0), -3.0, 3.0,
-                            out=hs[t])
+            h = clipped_leaky_relu(first_c[t] + z_prev @ w_z, out=hs[t])
             torch.baddbmm(b_out, h.view(size, 4, hidden).transpose(0, 1), w_out, out=out[t])
             mu_p, _, dmu_q, lv_q = out[t]
             mu_q = mu_p + dmu_q if residual else dmu_q
@@ -91,4 +95,3 @@ class FusedChain(torch.autograd.Function):
 def fused_chain(first_c, w_z, w_out, b_out, z0, eps, residual: bool, floor: float):
     """:class:`FusedChain` applied: (z, o) for all steps, as described there."""
     return FusedChain.apply(first_c, w_z, w_out, b_out, z0, eps, residual, floor)
-

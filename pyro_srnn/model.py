@@ -28,14 +28,9 @@ from pyro import poutine
 from pyro.distributions import TorchDistribution, constraints
 from torch import nn
 
-from .fused import fused_chain
+from .fused import clipped_leaky_relu, fused_chain
 from .config import SRNNConfig
 from .sequence_model import Batch, SequenceModel
-
-
-def clipped_leaky_relu(x: torch.Tensor) -> torch.Tensor:
-    """f(x) = clip(leaky_relu(x, slope 1/3), -3, 3), the paper's nonlinearity."""
-    return torch.clamp(F.leaky_relu(x, 1.0 / 3.0), -3.0, 3.0)
 
 
 # ----------------------------------------------------------------------------- networks
@@ -264,7 +259,7 @@ class SRNN(SequenceModel):
             self.posterior = GaussianMLPs(c.a, c.z, c.hidden)
         self.emission = Emission(c.d, c.z, c.hidden, c.x_dim, c.dropout, c.emission, c.nade_hidden)
         # the step's fused computations: the z-chain as one recurrence (Paths), u and x embedded together
-        # (embeddings); False: as before them, autograd step by step, the reference tests and `srnn bench` use
+        # (shared_embeddings); False: as before them, autograd step by step, the reference tests and `srnn bench` use
         self.fused = True
         self.reset_parameters()
 
