@@ -193,7 +193,7 @@ case "${1:-}" in
     ;;
   nade)  # RESULTS section 8: the comparison models of Boulanger-Lewandowski et al. (2012) beside the SRNN, with the
          # paper's recipe: MODELS of rnn (--z 0), rnn-nade (--z 0 --emission nade), srnn-nade (--emission nade), on
-         # DATASETS (jsb) of VARIANT (boulanger), SEEDS (0), with CONFIG (below). An RNN's likelihood is exact, so
+         # DATASETS (jsb) of VARIANT (boulanger), SEEDS (0), with CONFIG (below), PRETRAIN and ANNEAL. An RNN's likelihood is exact, so
          # it gets no IWAE pass.
     for ds in ${DATASETS:-jsb}; do
       for model in ${MODELS:-rnn-nade srnn-nade rnn}; do
@@ -215,6 +215,10 @@ case "${1:-}" in
           name=${CONFIG:-paper}-$ds-$variant-$model-seed$seed
           if [ -n "${PRETRAIN:-}" ]; then  # the NADE's pretraining updates, when not the default's
             options+=(--nade-pretrain "$PRETRAIN"); name=$name-pretrain$PRETRAIN
+          fi
+          if [ -n "${ANNEAL:-}" ]; then  # the KL warm-up's epochs, when not the recipe's 20 (SRNN-NADE: 40, chosen on
+                                         # JSB validation by `nadeprobe`)
+            options+=(--kl-anneal-epochs "$ANNEAL"); name=$name-warmup$ANNEAL
           fi
           if [ "$variant" = srnn ]; then data=data/$ds-srnn.h5; else data=data/$ds.h5; fi
           k=100; [ "$model" = srnn-nade ] || k=0
