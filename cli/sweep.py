@@ -41,10 +41,8 @@ def sweep(ctx, dataset, variant, data_file, grid, search, trials, epochs, jobs, 
     interrupted ones resume from their last.pt. Sweeps started with the same --storage and --study on
     several machines share the work."""
     from data_prep.h5 import PianoRollFile
-    from pyro_srnn.memory import check_fits
     from pyro_srnn.sweep import Sweep, grid_points, open_study, parse_grid, parse_search, point_config, \
         search_corners, sqlite_file, worker_threads
-    from pyro_srnn.train import resolve_device
 
     if bool(grid) == bool(search):
         raise UserError("give one of --grid and --search")
@@ -56,6 +54,9 @@ def sweep(ctx, dataset, variant, data_file, grid, search, trials, epochs, jobs, 
         raise UserError(f"--jobs {jobs}: the sweep has {total} trial(s), so at most {total} worker(s) have work")
     if storage:
         sqlite_file(storage)  # an in-memory database is refused before anything is made
+    from pyro_srnn.memory import check_fits  # torch: after the checks that need none, so that they answer at once
+    from pyro_srnn.train import resolve_device
+
     check_fits(configs, f"--jobs {jobs} with the sweep's largest configuration", processes=jobs,
                device=resolve_device(device))
     named = ctx.get_parameter_source("data_file").name != "COMMANDLINE"

@@ -97,7 +97,6 @@ def train(ctx, dataset, variant, data_file, device, run_dir, resume, config_file
 
     from data_prep.h5 import PianoRollFile
     from pyro_srnn.runs import RunDir, data_location, latest_run, read_record
-    from pyro_srnn.train import Hooks, Trainer
 
     # every remaining option is named as the SRNNConfig field it sets
     if resume and run_dir is None:
@@ -135,6 +134,8 @@ def train(ctx, dataset, variant, data_file, device, run_dir, resume, config_file
         raise UserError(f"--nproc {nproc}: the {config.batch_size} streams of a batch (--batch-size) cannot be "
                         f"split evenly over {nproc} processes")
     data = PianoRollFile(data_file)
+    from pyro_srnn.train import Hooks, Trainer  # torch: after the checks that need none, so that they answer at once
+
     distributed_child = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed_child and run_dir is None:
         raise UserError("under torchrun pass --run-dir: every process must write to the same run")

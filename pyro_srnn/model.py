@@ -36,9 +36,16 @@ from .sequence_model import Batch, SequenceModel
 # ----------------------------------------------------------------------------- networks
 
 
+def normal_init_(weight: torch.Tensor, std: float):
+    """weight ~ N(0, std^2) in place; a meta tensor (shapes only: checkpoint checks, memory estimates) is left as
+    it is, because normal_ on the meta device imports TorchDynamo, which costs every command seconds."""
+    if not weight.is_meta:
+        with torch.no_grad():
+            weight.normal_(0.0, std)
+
+
 def _glorot_normal_(weight: torch.Tensor, fan_in: int, fan_out: int):
-    with torch.no_grad():
-        weight.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)))
+    normal_init_(weight, math.sqrt(2.0 / (fan_in + fan_out)))
 
 
 def dropped(h: torch.Tensor, p: float, training: bool) -> torch.Tensor:

@@ -20,6 +20,7 @@ from pyro import poutine
 from torch import nn
 
 from .config import SRNNConfig
+from .model import normal_init_
 from .sequence_model import Batch, SequenceModel
 
 
@@ -72,7 +73,7 @@ class TSBN(SequenceModel):
         self.baseline = Baseline(3 * M + J + 1, config.baseline_hidden) if config.baseline_hidden else None
         for module in self.modules():  # small weights: every unit starts near p = 1/2, as in the paper's code
             if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0.0, 0.01)
+                normal_init_(module.weight, 0.01)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 

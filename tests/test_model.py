@@ -193,3 +193,29 @@ def test_no_dropout_draws_no_random_numbers_in_training():
     state = torch.random.get_rng_state()
     srnn.embed(torch.rand(2, 5, 88, generator=torch.Generator().manual_seed(0)))
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_shapes_on_the_meta_device_match_the_model_and_load_no_torchdynamo():
+    """Checkpoint checks and memory estimates build each model on the meta device; normal_ there would import
+    TorchDynamo, seconds of every `srnn evaluate`, `sample` and `train`, so the initialisation skips meta tensors."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch\n"
+        "from pyro_srnn.memory import parameter_count\n"
+        "from pyro_srnn.models import build_model\n"
+        "from tests.conftest import tiny_config, tiny_tsbn_config\n"
+        "for config in (tiny_config(), tiny_config(emission='nade', nade_hidden=7), tiny_tsbn_config()):\n"
+        "    with torch.device('meta'):\n"
+        "        meta = {k: v.shape for k, v in build_model(config).state_dict().items()}\n"
+        "    print(parameter_count(config), sum(s.numel() for s in meta.values()), 'torch._dynamo' in sys.modules)\n"
+        "    real = {k: v.shape for k, v in build_model(config).state_dict().items()}\n"
+        "    assert real == meta, config\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()]
+    assert len(rows) == 3
+    for count, meta_count, dynamo in rows:
+        assert int(count) == int(meta_count) > 0
+        assert dynamo == "False"
