@@ -34,7 +34,7 @@ run: install
 	@echo "      32 sampled pieces with the test chorales (ratio 1 and overlap 1: the same)."
 
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 tests  # two workers: most tests wait on `srnn` subprocesses starting torch
 
 bench: install
 	$(BIN)/srnn bench --size small

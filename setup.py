@@ -22,7 +22,7 @@ setup(
     ],
     # The synthesiser, tinysoundfont, is installed by the Makefile with --no-deps: its one dependency, pyaudio,
     # is for live playback only and does not build without PortAudio.
-    extras_require={"test": ["pytest>=7", "psycopg[binary]>=3.1", "html5lib>=1.1"], "tensorboard": ["tensorboard>=2.10"],
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3", "psycopg[binary]>=3.1", "html5lib>=1.1"], "tensorboard": ["tensorboard>=2.10"],
                     "postgres": ["psycopg[binary]>=3.1"]},  # sweeps whose study lives in a PostgreSQL server
     entry_points={"console_scripts": ["srnn=cli.main:main"]},
 )
