@@ -33,8 +33,9 @@ run: install
 	@echo "      beside test chorales with players, statistics; open it in a browser). The table above compares"
 	@echo "      32 sampled pieces with the test chorales (ratio 1 and overlap 1: the same)."
 
+# two pytest-xdist workers: most tests wait on `srnn` subprocesses starting torch (-n 0: one process)
 test: install
-	$(BIN)/python -m pytest -q -n 2 tests  # two workers: most tests wait on `srnn` subprocesses starting torch
+	$(BIN)/python -m pytest -q -n 2 tests
 
 bench: install
 	$(BIN)/srnn bench --size small
