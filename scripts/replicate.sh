@@ -193,8 +193,8 @@ case "${1:-}" in
     ;;
   nade)  # RESULTS section 8: the comparison models of Boulanger-Lewandowski et al. (2012) beside the SRNN, with the
          # paper's recipe: MODELS of rnn (--z 0), rnn-nade (--z 0 --emission nade), srnn-nade (--emission nade), on
-         # DATASETS (jsb) of VARIANT (boulanger), SEEDS (0), with CONFIG (below), PRETRAIN and ANNEAL. An RNN's likelihood is exact, so
-         # it gets no IWAE pass.
+         # DATASETS (jsb) of VARIANT (boulanger), SEEDS (0), with CONFIG (below), PRETRAIN and ANNEAL. An RNN's
+         # likelihood is exact, so it gets no IWAE pass.
     for ds in ${DATASETS:-jsb}; do
       for model in ${MODELS:-rnn-nade srnn-nade rnn}; do
         for seed in ${SEEDS:-0}; do
