@@ -193,8 +193,8 @@ case "${1:-}" in
     ;;
   nade)  # RESULTS section 8: the comparison models of Boulanger-Lewandowski et al. (2012) beside the SRNN, with the
          # paper's recipe: MODELS of rnn (--z 0), rnn-nade (--z 0 --emission nade), srnn-nade (--emission nade), on
-         # DATASETS (jsb) of VARIANT (boulanger), SEEDS (0), with CONFIG (below), PRETRAIN and ANNEAL. An RNN's
-         # likelihood is exact, so it gets no IWAE pass.
+         # DATASETS (jsb) of VARIANT (boulanger), SEEDS (0), with CONFIG (below), PRETRAIN, ANNEAL, DROPOUT and
+         # PATIENCE. An RNN's likelihood is exact, so it gets no IWAE pass.
     for ds in ${DATASETS:-jsb}; do
       for model in ${MODELS:-rnn-nade srnn-nade rnn}; do
         for seed in ${SEEDS:-0}; do
@@ -219,6 +219,13 @@ case "${1:-}" in
           if [ -n "${ANNEAL:-}" ]; then  # the KL warm-up's epochs, when not the recipe's 20 (SRNN-NADE: 40, chosen on
                                          # JSB validation by `nadeprobe`)
             options+=(--kl-anneal-epochs "$ANNEAL"); name=$name-warmup$ANNEAL
+          fi
+          if [ -n "${DROPOUT:-}" ]; then  # dropout on e(.) and the emission's hidden layer (MuseData's RNN-NADE
+                                          # overfits after epoch 10)
+            options+=(--dropout "$DROPOUT"); name=$name-dropout$DROPOUT
+          fi
+          if [ -n "${PATIENCE:-}" ]; then  # stop after PATIENCE validations without a new best
+            options+=(--patience "$PATIENCE"); name=$name-patience$PATIENCE
           fi
           if [ "$variant" = srnn ]; then data=data/$ds-srnn.h5; else data=data/$ds.h5; fi
           k=100; [ "$model" = srnn-nade ] || k=0
