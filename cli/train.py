@@ -62,6 +62,9 @@ from .common import DEFAULT, UserError, chosen_data_file, console, data_options,
               help="KL temperature of the first update, raised linearly to 1 over --kl-anneal-epochs.")
 @click.option("--kl-anneal-epochs", type=click.FloatRange(min=0), default=DEFAULT.kl_anneal_epochs,
               show_default=True, help="Epochs of the KL warm-up (of the paper's 50; see --schedule).")
+@click.option("--free-bits", type=click.FloatRange(min=0), default=DEFAULT.free_bits, show_default=True,
+              help="Free bits (Kingma et al. 2016): training charges each latent unit's KL only above this many "
+                   "nats per frame (0: the ELBO, as the paper); needs --elbo analytic. Scores stay the ELBO's.")
 @click.option("--schedule", type=click.Choice(["scaled", "fixed"]), default=DEFAULT.schedule, show_default=True,
               help="KL warm-up and constant learning rate: 20 epochs each as the paper (fixed), or their 40% "
                    "share of --epochs when that is under 50 (scaled).")

@@ -82,6 +82,7 @@ class SRNNConfig:
     lr_decay: float = 1.2
     kl_start: float = 0.2  # KL temperature, linear per batch up to 1 over kl_anneal_epochs
     kl_anneal_epochs: float = 20.0
+    free_bits: float = 0.0  # nats per frame per latent unit the training KL does not charge (0: the ELBO)
     schedule: str = "scaled"  # "scaled": runs shorter than 50 epochs keep the proportions; "fixed": as written
     valid_every: int = 2  # epochs between validation ELBOs
     patience: int = 0  # stop after this many validations without a new best (0: train every epoch)
@@ -132,6 +133,11 @@ class SRNNConfig:
             problems.append(f"weight_decay must be a number >= 0, not {self.weight_decay!r}")
         if not 0 <= self.dropout < 1:
             problems.append(f"dropout must be a probability in [0, 1), not {self.dropout!r}")
+        if not 0 <= self.free_bits <= 100:
+            problems.append(f"free_bits must be 0 (off) up to 100 nats per frame per unit, not {self.free_bits!r}")
+        elif self.free_bits and (self.elbo != "analytic" or self.z == 0):
+            problems.append("free_bits threshold the analytic KL of each latent unit: they need elbo 'analytic' "
+                            f"and z > 0, not elbo {self.elbo!r} with z = {self.z}")
         if self.patience < 0:
             problems.append("patience must be 0 (off) or positive")
         if not 0 <= self.augment_transpose <= MAX_TRANSPOSE:

@@ -54,15 +54,17 @@ def _stacked_chain(model_trace, guide_trace):
 
 
 def _masked_per_sequence(per_step, sites):
-    """(sum_t [mask_tb] per_step_tb, sum_t scale_t [mask_tb] per_step_tb) per sequence b, with each site's own
-    mask and scale, as Pyro's scale_and_mask does site by site."""
+    """(sum_t [mask_tb] per_step_tb..., sum_t scale_t [mask_tb] per_step_tb...) per sequence b (and per any
+    trailing dimension of ``per_step``, shaped (T, B, ...)), with each site's own mask and scale, as Pyro's
+    scale_and_mask does site by site."""
+    trailing = (1,) * (per_step.dim() - 2)
     masks = [s["mask"] for s in sites]
     if any(m is not None for m in masks):
-        full = torch.ones_like(per_step[0], dtype=torch.bool)
-        per_step = torch.where(torch.stack([full if m is None else m for m in masks]), per_step,
-                               torch.zeros_like(per_step))
+        full = torch.ones(per_step.shape[1], dtype=torch.bool, device=per_step.device)
+        stacked = torch.stack([full if m is None else m for m in masks])
+        per_step = torch.where(stacked.view(stacked.shape + trailing), per_step, torch.zeros_like(per_step))
     scales = torch.tensor([float(s["scale"]) for s in sites], dtype=per_step.dtype, device=per_step.device)
-    return per_step.sum(0), (per_step * scales.unsqueeze(-1)).sum(0)
+    return per_step.sum(0), (per_step * scales.view((-1, 1) + trailing)).sum(0)
 
 
 def _stack_normals(sites):
@@ -108,6 +110,19 @@ def sequence_terms(model_trace, guide_trace, kl_form: str = "analytic", chain=No
     return SequenceTerms(reconstruction, kl_sum, kl_scaled)
 
 
+def free_bits_kl(chain, free_bits: float) -> torch.Tensor:
+    """The KL term of the free-bits objective (Kingma et al. 2016, one group per latent unit) for a batch:
+    sum_j max(KL_j, free_bits * F), where KL_j is unit j's analytic KL summed over the batch's unmasked frames
+    and F their number, each step with its scale (the KL temperature). A unit whose KL is under ``free_bits``
+    nats per frame costs the same whatever it encodes, so the optimiser has no reason to close it; 0 is the
+    ELBO's term."""
+    guide_sites, model_sites = chain
+    per_unit = kl_divergence(_stack_normals(guide_sites), _stack_normals(model_sites))  # (T, B, z)
+    kl_units = _masked_per_sequence(per_unit, guide_sites)[1].sum(0)
+    frames = _masked_per_sequence(torch.ones_like(per_unit[..., 0]), guide_sites)[1].sum()
+    return torch.maximum(kl_units, free_bits * frames).sum()
+
+
 def _log_prob(site) -> torch.Tensor:
     """log p(value) of a site, unscaled and unmasked: the one its trace's ``compute_log_prob`` cached, if run."""
     cached = site.get("unscaled_log_prob")
@@ -139,6 +154,7 @@ class _StackedChain:
 
     last_terms = None
     particles = 1  # copies of each sequence the loss is computed over (SRNN.forward makes them)
+    free_bits = 0.0  # nats per frame per latent unit that the loss does not charge (free_bits_kl; analytic only)
 
     def carried(self, state):
         """The guide's final state (the SRNN's (d_T, z_T)), as the next chunk of each stream starts from it."""
@@ -152,7 +168,9 @@ class _StackedChain:
         return prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
 
     def _differentiable_loss_particle(self, model_trace, guide_trace):
-        chain = None if is_validation_enabled() else _stacked_chain(model_trace, guide_trace)
+        chain = None if is_validation_enabled() and not self.free_bits else _stacked_chain(model_trace, guide_trace)
+        if chain is None and self.free_bits:
+            raise ValueError("free bits need latent sites that form a chain of diagonal Normals (the SRNN's z_t)")
         if chain is None:
             terms = sequence_terms(model_trace, guide_trace, self.KL)
             self.last_terms = SequenceTerms(*(t.detach() for t in terms))
@@ -164,9 +182,10 @@ class _StackedChain:
             # not the ELBO's value: carry the gradient, report the value
             return loss, surrogate - surrogate.detach() + loss
         terms = sequence_terms(model_trace, guide_trace, self.KL, chain)
-        self.last_terms = SequenceTerms(*(t.detach() for t in terms))  # what training reports
-        elbo = terms.reconstruction.sum() - terms.kl_scaled.sum()
-        return -float(elbo.detach()), -elbo
+        self.last_terms = SequenceTerms(*(t.detach() for t in terms))  # what training reports: the ELBO's terms
+        kl = free_bits_kl(chain, self.free_bits) if self.free_bits else terms.kl_scaled.sum()
+        objective = terms.reconstruction.sum() - kl
+        return -float(objective.detach()), -objective
 
 
 class StackedTrace_ELBO(_StackedChain, Trace_ELBO):
@@ -176,9 +195,14 @@ class StackedTrace_ELBO(_StackedChain, Trace_ELBO):
 
 
 class StackedTraceMeanField_ELBO(_StackedChain, TraceMeanField_ELBO):
-    """TraceMeanField_ELBO: - KL(q(z_t | .) || p(z_t | .)), analytic given the sampled z_{t-1}."""
+    """TraceMeanField_ELBO: - KL(q(z_t | .) || p(z_t | .)), analytic given the sampled z_{t-1}; with
+    ``free_bits`` > 0, the free-bits objective instead (:func:`free_bits_kl`)."""
 
     KL = "analytic"
+
+    def __init__(self, free_bits: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.free_bits = free_bits
 
 
 class StackedIWAE(_StackedChain, Trace_ELBO):

@@ -141,12 +141,16 @@ def latent_sites(trace) -> list:
             and not site_is_subsample(site)]
 
 
-def make_elbo(kind: str):
-    """'trace': Trace_ELBO (KL by sampling); 'analytic': TraceMeanField_ELBO (analytic KL per step); each
-    with the z_t terms summed over the stacked steps where they are a chain of Normals (:mod:`pyro_srnn.elbo`).
-    'iwae:K': the importance-weighted bound with K particles. 'tracegraph': TraceGraph_ELBO, the score function
-    with downstream costs and the sites' baselines."""
+def make_elbo(kind: str, free_bits: float = 0.0):
+    """'trace': Trace_ELBO (KL by sampling); 'analytic': TraceMeanField_ELBO (analytic KL per step), with
+    ``free_bits`` > 0 the free-bits objective; each with the z_t terms summed over the stacked steps where they
+    are a chain of Normals (:mod:`pyro_srnn.elbo`). 'iwae:K': the importance-weighted bound with K particles.
+    'tracegraph': TraceGraph_ELBO, the score function with downstream costs and the sites' baselines."""
+    if free_bits and kind != "analytic":
+        raise ValueError(f"free bits threshold the analytic KL: elbo 'analytic', not {kind!r}")
     particles = iwae_particles(kind)
     if particles:
         return StackedIWAE(particles)
+    if kind == "analytic":
+        return STACKED_ELBOS[kind](free_bits)
     return StackedTraceGraph_ELBO(max_plate_nesting=1) if kind == "tracegraph" else STACKED_ELBOS[kind]()

@@ -121,7 +121,7 @@ class Trainer:
         self.captured = CapturedSteps(self.model, self.optimizer, config, self.device) \
             if capture and self.capture_problem is None else None
         make_capturable(self.optimizer, self.captured is not None, self.device)
-        self.elbo = make_elbo(config.elbo)
+        self.elbo = make_elbo(config.elbo, config.free_bits)
         self.streams = make_streams(data.split("train").sequences(), config.batch_size)
         per_process = config.batch_size // self.world
         self.my_streams = slice(self.rank * per_process, (self.rank + 1) * per_process)

@@ -238,14 +238,17 @@ case "${1:-}" in
     ;;
   nadeprobe)  # RESULTS section 8: the NADE models on JSB (boulanger), SEEDS (0), the paper recipe with dropout
               # against the overfitting, and SRNN-NADE with the KL warm-up over 40 of the 50 epochs, not 20 (to keep
-              # the latent layer informative longer); seed 0's runs have no seed in their names
+              # the latent layer informative longer), also with free bits; seed 0's runs have no seed in their names
     for probe in ${PROBES:-rnn-nade-dropout0.3 srnn-nade-dropout0.3}; do
       for seed in ${SEEDS:-0}; do
         case $probe in
           rnn-nade-dropout0.3) options=(--z 0 --emission nade --dropout 0.3); k=0 ;;
           srnn-nade-dropout0.3) options=(--emission nade --dropout 0.3); k=100 ;;
           srnn-nade-warmup40) options=(--emission nade --kl-anneal-epochs 40); k=100 ;;
-          *) echo "PROBES: rnn-nade-dropout0.3, srnn-nade-dropout0.3 or srnn-nade-warmup40, not $probe" >&2; exit 2 ;;
+          srnn-nade-warmup40-freebits*)  # and free bits: LAMBDA nats per frame per unit free of charge
+            options=(--emission nade --kl-anneal-epochs 40 --free-bits "${probe#srnn-nade-warmup40-freebits}"); k=100 ;;
+          *) echo "PROBES: rnn-nade-dropout0.3, srnn-nade-dropout0.3, srnn-nade-warmup40 or" \
+                  "srnn-nade-warmup40-freebitsLAMBDA, not $probe" >&2; exit 2 ;;
         esac
         name=probe-jsb-boulanger-$probe
         [ "$seed" = 0 ] || name=$name-seed$seed

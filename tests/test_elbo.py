@@ -105,3 +105,74 @@ def test_iwae_training_carries_each_streams_state_from_a_particle_drawn_by_its_w
     torch.manual_seed(0)
     picks = torch.tensor([int(elbo.carried((d[:3],))[0]) for _ in range(3000)])
     assert all(abs((picks == p).float().mean().item() - 1 / 3) < 0.04 for p in range(3))
+
+
+def _per_unit_kl_by_hand(srnn, batch, seed):
+    """Each latent unit's analytic KL summed over the unmasked frames, and the frames, from a trace drawn with
+    ``seed``: site by site from Pyro's own distributions, no stacking."""
+    from torch.distributions import kl_divergence
+
+    from pyro_srnn.evaluate import traces
+
+    pyro.set_rng_seed(seed)
+    model_trace, guide_trace = traces(srnn, batch)
+    kl_units, frames = 0.0, 0.0
+    for name, q in guide_trace.nodes.items():
+        if q["type"] != "sample" or q["is_observed"] or not name.startswith("z_"):
+            continue
+        p = model_trace.nodes[name]
+        mask = torch.ones(batch.size) if q["mask"] is None else q["mask"].to(torch.float64)
+        kl = kl_divergence(q["fn"].base_dist, p["fn"].base_dist)  # (B, z)
+        kl_units = kl_units + (mask.unsqueeze(-1) * kl).sum(0)
+        frames = frames + mask.sum()
+    return kl_units, frames
+
+
+def test_free_bits_charge_each_latent_units_kl_only_above_its_threshold():
+    from pyro_srnn.evaluate import make_elbo
+
+    torch.manual_seed(5)
+    srnn = randomised(SRNN(tiny_config()), 5).double()
+    b = tiny_batch((8, 3, 6), 5)  # padded: the threshold counts unmasked frames only
+    batch = type(b)(b.x.double(), b.u.double(), b.mask, tuple(s.double() for s in b.state))
+    temperature = 0.5
+    with torch.no_grad():
+        kl_units, frames = _per_unit_kl_by_hand(srnn, batch, 13)
+    per_frame = kl_units / frames
+    assert float(frames) == float(batch.mask.sum())
+    free_bits = float(per_frame.median())  # some units under the threshold and some above
+    assert (per_frame < free_bits).any() and (per_frame > free_bits).any()
+    losses = {}
+    for bits in (0.0, free_bits):
+        pyro.set_rng_seed(13)
+        with pyro.validation_enabled(False):
+            losses[bits] = make_elbo("analytic", bits).differentiable_loss(srnn.model, srnn.guide, batch,
+                                                                           temperature)
+    # the same draws: the objectives differ by the KL that the threshold adds to the units under it
+    extra = temperature * torch.clamp(free_bits * frames - kl_units, min=0).sum()
+    assert (losses[free_bits] - losses[0.0]).item() == pytest.approx(extra.item(), rel=1e-10)
+    # a unit under its threshold gets no gradient from its KL: with every unit under a high threshold, the
+    # prior's variance (which only the KL reads; the posterior mean reads the prior's mean) gets none
+    pyro.set_rng_seed(13)
+    with pyro.validation_enabled(False):
+        loss = make_elbo("analytic", 1e3).differentiable_loss(srnn.model, srnn.guide, batch, temperature)
+    prior_variance = [srnn.prior.logvar_out.weight, srnn.prior.logvar_out.bias]
+    assert all(torch.count_nonzero(g) == 0 for g in torch.autograd.grad(loss, prior_variance))
+    assert all(torch.count_nonzero(g) > 0 for g in torch.autograd.grad(losses[0.0], prior_variance))
+    assert loss.item() == pytest.approx((losses[0.0] + temperature * (1e3 * frames * kl_units.numel()
+                                                                     - kl_units.sum())).item(), rel=1e-10)
+
+
+def test_free_bits_need_the_analytic_kl_of_a_latent_layer():
+    from pyro_srnn.config import SRNNConfig
+    from pyro_srnn.errors import SRNNError
+    from pyro_srnn.evaluate import make_elbo
+
+    for options in ({"elbo": "trace"}, {"elbo": "iwae:4"}, {"elbo": "analytic", "z": 0}):
+        with pytest.raises(SRNNError, match="free_bits"):
+            SRNNConfig(free_bits=0.01, **options)
+    with pytest.raises(SRNNError, match="free_bits must be"):
+        SRNNConfig(free_bits=-1.0, elbo="analytic")
+    assert SRNNConfig(free_bits=0.01, elbo="analytic").free_bits == 0.01
+    with pytest.raises(ValueError, match="analytic"):
+        make_elbo("trace", 0.01)
