@@ -213,20 +213,17 @@ case "${1:-}" in
             *) echo "CONFIG: paper, tuned or long" >&2; exit 2 ;;
           esac
           name=${CONFIG:-paper}-$ds-$variant-$model-seed$seed
-          if [ -n "${PRETRAIN:-}" ]; then  # the NADE's pretraining updates, when not the default's
-            options+=(--nade-pretrain "$PRETRAIN"); name=$name-pretrain$PRETRAIN
-          fi
-          if [ -n "${ANNEAL:-}" ]; then  # the KL warm-up's epochs, when not the recipe's 20 (SRNN-NADE: 40, chosen on
-                                         # JSB validation by `nadeprobe`)
-            options+=(--kl-anneal-epochs "$ANNEAL"); name=$name-warmup$ANNEAL
-          fi
-          if [ -n "${DROPOUT:-}" ]; then  # dropout on e(.) and the emission's hidden layer (MuseData's RNN-NADE
-                                          # overfits after epoch 10)
-            options+=(--dropout "$DROPOUT"); name=$name-dropout$DROPOUT
-          fi
-          if [ -n "${PATIENCE:-}" ]; then  # stop after PATIENCE validations without a new best
-            options+=(--patience "$PATIENCE"); name=$name-patience$PATIENCE
-          fi
+          # each setting given in the environment: its option, and its tag in the run's name. PRETRAIN: the NADE's
+          # pretraining updates; ANNEAL: the KL warm-up's epochs (SRNN-NADE: 40, chosen on JSB validation by
+          # `nadeprobe`); DROPOUT: on e(.) and the emission's hidden layer (MuseData's RNN-NADE overfits after
+          # epoch 10); PATIENCE: stop after that many validations without a new best
+          for setting in "PRETRAIN --nade-pretrain pretrain" "ANNEAL --kl-anneal-epochs warmup" \
+                         "DROPOUT --dropout dropout" "PATIENCE --patience patience"; do
+            read -r variable option tag <<< "$setting"
+            value=${!variable:-}
+            [ -n "$value" ] || continue
+            options+=("$option" "$value"); name=$name-$tag$value
+          done
           if [ "$variant" = srnn ]; then data=data/$ds-srnn.h5; else data=data/$ds.h5; fi
           k=100; [ "$model" = srnn-nade ] || k=0
           [ "$variant" = srnn ] && k=0
