@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pyro_srnn.api import load_run
+from pyro_srnn.errors import SRNNError
 
 
 def silent_runs(rolls) -> list:
@@ -63,4 +64,7 @@ def main(paths):
 if __name__ == "__main__":
     if not sys.argv[1:]:
         sys.exit(__doc__.splitlines()[-1])
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (SRNNError, OSError) as error:  # a run that is not there or not readable: one line, no traceback
+        sys.exit(f"error: {error}")
