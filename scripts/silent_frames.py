@@ -13,6 +13,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from data_prep.stats import roll_statistics
 from pyro_srnn.api import load_run
 from pyro_srnn.errors import SRNNError
 
@@ -53,7 +54,7 @@ def main(paths):
         run = load_run(path)
         data_share, predicted = predicted_silence(run)
         samples = list(run.sample(steps=400, n=32, seed=0))
-        sample_share = float(np.mean([np.asarray(r).sum(-1) == 0 for r in samples]))
+        sample_share = roll_statistics(samples)["empty_frame_share"]  # as `srnn evaluate --music` counts it
         data_runs, sample_runs = silent_runs(run.sequences("test")), silent_runs(samples)
         table.add_row(str(path), f"{data_share:.3f}", f"{predicted:.3f} ({predicted / data_share:.1f}x)",
                       f"{sample_share:.3f} ({sample_share / data_share:.1f}x)",
