@@ -8,38 +8,28 @@ Usage: .venv/bin/python scripts/silent_frames.py RUN [RUN ...]"""
 import sys
 
 import numpy as np
-import pyro.poutine as poutine
 import torch
 from rich.console import Console
 from rich.table import Table
 
-from data_prep.stats import roll_statistics
+from data_prep.stats import note_lengths, roll_statistics
 from pyro_srnn.api import load_run
 from pyro_srnn.errors import SRNNError
+from pyro_srnn.evaluate import traces
 
 
 def silent_runs(rolls) -> list:
-    """The lengths of the runs of consecutive silent frames in each roll (T, 88)."""
-    lengths = []
-    for roll in rolls:
-        length = 0
-        for silent in np.asarray(roll).sum(-1) == 0:
-            if silent:
-                length += 1
-            elif length:
-                lengths.append(length)
-                length = 0
-        if length:
-            lengths.append(length)
-    return lengths
+    """The lengths of the runs of consecutive silent frames in each roll (T, 88): the notes of a one-key roll
+    that sounds where the roll is silent."""
+    return [n for roll in rolls for n in note_lengths((np.asarray(roll).sum(-1) == 0)[:, None])]
 
 
 def predicted_silence(run) -> tuple:
     """The data's silent share on the test split and the model's mean P(x_t = 0 | past) over its frames."""
     batch = run.batch("test")
     with torch.no_grad():
-        guide = poutine.trace(run.model.guide).get_trace(batch)
-        emission = poutine.trace(poutine.replay(run.model.model, trace=guide)).get_trace(batch).nodes["x"]["fn"]
+        model_trace, _ = traces(run.model, batch)  # z from the guide, as the scores draw it
+        emission = model_trace.nodes["x"]["fn"]
         while hasattr(emission, "base_dist"):  # past .mask() and .to_event(): the per-frame distribution
             emission = emission.base_dist
         p_silent = emission.log_prob(torch.zeros_like(batch.x)).exp()[batch.mask]
